@@ -1,0 +1,248 @@
+// Engine set-up, the hooks, and the run loop (one native call per stop).
+#include <cstring>
+
+#include "machine.h"
+
+namespace ra {
+
+// A stop address nothing can reach: uc_emu_start needs an `until`.
+static constexpr uint64_t UNTIL = 0xfffffffffffff000ull;
+
+// Block hook: the hot path. Runs at the start of every executed block, before the block's first
+// instruction. Counts the block optimistically; run() corrects the counters when the block did
+// not retire to its end (fault, stop in the middle).
+static void onBlock(uc_engine *, uint64_t addr, uint32_t size, void *ud) {
+  Machine *m = static_cast<Machine *>(ud);
+  if (m->stopping) return;
+  // The previous block retired completely: we are at a block boundary.
+  if (m->ticks >= m->tickLimit) {
+    m->cur = nullptr;
+    m->requestStop(STOP_TICK_TARGET, addr);
+    return;
+  }
+  if (m->instructions >= m->insnLimit) {
+    m->cur = nullptr;
+    m->requestStop(STOP_BUDGET, addr);
+    return;
+  }
+  BlockInfo *b = m->lookup(addr, size);
+  if (!m->pendingHooks.empty()) {
+    // The block holds an rdtsc/rdtscp/cpuid without its stop hook: stop before the block (it
+    // does not execute: the exit check follows the block hook), install, retranslate, resume.
+    m->cur = nullptr;
+    m->requestStop(STOP_RESTART, addr);
+    return;
+  }
+  m->ticks += b->jcc;
+  m->instructions += b->ninsns;
+  m->cur = b;
+  Machine::Recent &r = m->ring[m->ringPos++ & 15];
+  r.addr = addr;
+  r.size = size;
+}
+
+// Stop-before hook, installed only on breakpoint and rdtsc/rdtscp/cpuid addresses.
+static void onStopHook(uc_engine *, uint64_t addr, uint32_t, void *ud) {
+  Machine *m = static_cast<Machine *>(ud);
+  if (m->stopping) return;
+  bool skip = addr == m->skipAddr;
+  m->skipAddr = NONE;
+  if (!skip && !m->ignoreBreakpoints && m->breakpoints.count(addr)) {
+    m->requestStop(STOP_BREAKPOINT, addr);
+    return;
+  }
+  StopKind k;
+  if (m->isSpecialAt(addr, &k)) m->requestStop(k, addr);
+}
+
+static void onSyscall(uc_engine *uc, void *ud) {
+  Machine *m = static_cast<Machine *>(ud);
+  if (m->stopping) return;
+  uint64_t rip = 0;
+  uc_reg_read(uc, UC_X86_REG_RIP, &rip);
+  m->cur = nullptr;  // SYSCALL ends its block: the block retired
+  m->requestStop(STOP_SYSCALL, rip);
+}
+
+// Safety net: cpuid sites are normally stopped before by their stop hook.
+static int onCpuid(uc_engine *uc, void *ud) {
+  Machine *m = static_cast<Machine *>(ud);
+  uint64_t rip = 0;
+  uc_reg_read(uc, UC_X86_REG_RIP, &rip);
+  if (!m->stopping) m->requestStop(STOP_CPUID, rip);
+  return 1;  // skip it: the caller answers
+}
+
+static void onInterrupt(uc_engine *uc, uint32_t intno, void *ud) {
+  Machine *m = static_cast<Machine *>(ud);
+  if (m->stopping) return;
+  uint64_t rip = 0;
+  uc_reg_read(uc, UC_X86_REG_RIP, &rip);
+  m->stop.vector = intno;
+  m->requestStop(STOP_INTERRUPT, rip);
+}
+
+static bool onMemInvalid(uc_engine *, uc_mem_type type, uint64_t address, int, int64_t, void *ud) {
+  Machine *m = static_cast<Machine *>(ud);
+  if (m->stopping) return false;
+  m->stop.kind = STOP_FAULT;
+  m->stop.address = address;
+  switch (type) {
+    case UC_MEM_READ_UNMAPPED: m->stop.access = 0; m->stop.cause = 0; break;
+    case UC_MEM_WRITE_UNMAPPED: m->stop.access = 1; m->stop.cause = 0; break;
+    case UC_MEM_FETCH_UNMAPPED: m->stop.access = 2; m->stop.cause = 0; break;
+    case UC_MEM_READ_PROT: m->stop.access = 0; m->stop.cause = 1; break;
+    case UC_MEM_WRITE_PROT: m->stop.access = 1; m->stop.cause = 1; break;
+    case UC_MEM_FETCH_PROT: m->stop.access = 2; m->stop.cause = 1; break;
+    default: break;
+  }
+  m->stopping = true;
+  return false;
+}
+
+static bool onInvalidInsn(uc_engine *, void *ud) {
+  Machine *m = static_cast<Machine *>(ud);
+  if (!m->stopping) {
+    m->stop.kind = STOP_INVALID;
+    m->stopping = true;
+  }
+  return false;
+}
+
+static void must(uc_err e, const char *what) {
+  if (e != UC_ERR_OK) throw Error(std::string(what) + ": " + uc_strerror(e));
+}
+
+Machine::Machine(bool counting_) : counting(counting_), cache(size_t(1) << CACHE_BITS) {
+  must(uc_open(UC_ARCH_X86, UC_MODE_64, &uc), "uc_open");
+  cs = openCapstone();
+  csInsn = cs_malloc(cs);
+  uc_hook h;
+  try {
+    if (counting) must(uc_hook_add(uc, &h, UC_HOOK_BLOCK, (void *)onBlock, this, 1, 0), "block hook");
+    must(uc_hook_add(uc, &h, UC_HOOK_INSN, (void *)onSyscall, this, 1, 0, UC_X86_INS_SYSCALL), "syscall hook");
+    must(uc_hook_add(uc, &h, UC_HOOK_INSN, (void *)onCpuid, this, 1, 0, UC_X86_INS_CPUID), "cpuid hook");
+    must(uc_hook_add(uc, &h, UC_HOOK_INTR, (void *)onInterrupt, this, 1, 0), "interrupt hook");
+    must(uc_hook_add(uc, &h, UC_HOOK_MEM_INVALID, (void *)onMemInvalid, this, 1, 0), "memory hook");
+    must(uc_hook_add(uc, &h, UC_HOOK_INSN_INVALID, (void *)onInvalidInsn, this, 1, 0), "invalid-instruction hook");
+  } catch (...) {
+    close();
+    throw;
+  }
+}
+
+Machine::~Machine() { close(); }
+
+void Machine::close() {
+  if (uc) {
+    uc_close(uc);
+    uc = nullptr;
+  }
+  for (Region &r : regions) munmapHost(r);
+  regions.clear();
+  if (csInsn) cs_free(csInsn, 1), csInsn = nullptr;
+  if (cs) cs_close(&cs), cs = 0;
+}
+
+void Machine::addStopHook(uint64_t addr) {
+  if (stopHooks.count(addr)) return;
+  uc_hook h;
+  must(uc_hook_add(uc, &h, UC_HOOK_CODE, (void *)onStopHook, this, addr, addr), "code hook");
+  stopHooks[addr] = h;
+  // Blocks translated before the hook existed do not call it: drop them.
+  uc_ctl_remove_cache(uc, addr, addr + 1);
+}
+
+void Machine::setBreakpoints(const std::vector<uint64_t> &addrs) {
+  check();
+  std::unordered_set<uint64_t> next(addrs.begin(), addrs.end());
+  for (uint64_t a : breakpoints) {
+    if (next.count(a) || specials.count(a)) continue;
+    auto it = stopHooks.find(a);
+    if (it != stopHooks.end()) {
+      uc_hook_del(uc, it->second);
+      stopHooks.erase(it);
+      uc_ctl_remove_cache(uc, a, a + 1);
+    }
+  }
+  breakpoints = std::move(next);
+  for (uint64_t a : breakpoints) addStopHook(a);
+  if (!breakpoints.count(lastBreakpoint)) lastBreakpoint = NONE;
+}
+
+Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
+  check();
+  Stop result;
+  if (ticks >= tickTarget && !step) {
+    result.kind = STOP_TICK_TARGET;
+    result.rip = rip();
+    return result;
+  }
+  tickLimit = step ? NONE : tickTarget;
+  insnLimit = (step || insnBudget == NONE) ? NONE : instructions + insnBudget;
+  ignoreBreakpoints = step;
+  uint64_t start = rip();
+  skipAddr = (lastBreakpoint == start) ? start : NONE;
+  lastBreakpoint = NONE;
+  for (;;) {
+    stop = Stop();
+    stopping = false;
+    cur = nullptr;
+    pendingHooks.clear();
+    uint64_t pc = rip();
+    uc_err err = uc_emu_start(uc, pc, UNTIL, 0, step ? 1 : 0);
+    uint64_t now = rip();
+    // Correct the optimistic count of a block that did not retire to its end.
+    if (cur && now >= cur->addr && now < cur->addr + cur->size) {
+      uint32_t off = uint32_t(now - cur->addr), retired = 0;
+      while (retired < cur->offsets.size() && cur->offsets[retired] < off) retired++;
+      if (retired < cur->ninsns) {
+        instructions -= cur->ninsns - retired;
+        ticks -= cur->jcc;
+      }
+    }
+    cur = nullptr;
+    if (stop.kind == STOP_RESTART) {
+      for (uint64_t a : pendingHooks) addStopHook(a);
+      pendingHooks.clear();
+      continue;
+    }
+    result = stop;
+    if (err == UC_ERR_INSN_INVALID || (result.kind == STOP_INVALID)) {
+      result.kind = STOP_INVALID;
+      result.rip = now;
+    } else if (result.kind == STOP_FAULT || err == UC_ERR_READ_UNMAPPED || err == UC_ERR_WRITE_UNMAPPED ||
+               err == UC_ERR_FETCH_UNMAPPED || err == UC_ERR_READ_PROT || err == UC_ERR_WRITE_PROT ||
+               err == UC_ERR_FETCH_PROT) {
+      result.kind = STOP_FAULT;
+      result.rip = now;
+    } else if (result.kind == STOP_SYSCALL) {
+      // The CPU sets RCX = next RIP and R11 = RFLAGS; Unicorn does not.
+      uint64_t fl = 0;
+      uc_reg_read(uc, UC_X86_REG_RFLAGS, &fl);
+      uc_reg_write(uc, UC_X86_REG_RCX, &now);
+      uc_reg_write(uc, UC_X86_REG_R11, &fl);
+      result.rip = now;
+    } else if (result.kind == STOP_INTERRUPT) {
+      result.rip = now;
+    } else if (result.kind == STOP_NONE) {
+      if (err != UC_ERR_OK) {
+        result.kind = STOP_INTERRUPT;
+        result.vector = 13;
+        result.rip = now;
+      } else if (step) {
+        result.kind = STOP_BUDGET;
+        result.rip = now;
+      } else {
+        // Unicorn returned without a hook asking: HLT (a #GP in user mode).
+        result.kind = STOP_HALT;
+        result.rip = now;
+      }
+    }
+    if (result.kind == STOP_BREAKPOINT) lastBreakpoint = result.rip;
+    skipAddr = NONE;
+    return result;
+  }
+}
+
+}  // namespace ra
