@@ -1,0 +1,126 @@
+// One process's memory in the emulator: built from an exec event, then changed by the memory
+// syscalls (mmap, munmap, mprotect, mremap, brk) and by stack growth, as Linux would change it.
+import { Machine, PROT_READ, PROT_WRITE } from '../emulator/machine.ts';
+import type { Bytes, ExecEvent, Mapping, SyscallEvent } from '../trace/schema.ts';
+import { syscallArgs } from './registers.ts';
+
+export const PAGE = 4096;
+const pageDown = (a: number) => Math.floor(a / PAGE) * PAGE;
+const pageUp = (a: number) => Math.ceil(a / PAGE) * PAGE;
+/** Linux's default RLIMIT_STACK: how far below its start the stack may grow on a fault. */
+const STACK_LIMIT = 8 * 1024 * 1024;
+const PROT_MASK = 7;
+const MREMAP_DONTUNMAP = 4;
+
+const SYS_MMAP = 9, SYS_MPROTECT = 10, SYS_MUNMAP = 11, SYS_BRK = 12, SYS_MREMAP = 25;
+
+export type ResolveBytes = (b: Bytes) => Uint8Array;
+
+export class AddressSpace {
+  readonly machine = new Machine();
+  /** End of the pages mapped for the heap (brk rounds up to pages). */
+  private brkMappedEnd: number;
+  private brk: number;
+  private stack: { start: number; end: number } | undefined;
+
+  constructor(exec: ExecEvent, resolve: ResolveBytes) {
+    for (const m of exec.mappings) this.applyMapping(m, resolve);
+    const stack = exec.mappings.find((m) => m.name === '[stack]');
+    this.stack = stack && { start: stack.start, end: stack.end };
+    const heap = exec.mappings.find((m) => m.name === '[heap]');
+    this.brk = exec.brk;
+    this.brkMappedEnd = Math.max(pageUp(exec.brk), heap?.end ?? 0);
+    this.machine.setUserRegs(exec.regs);
+    this.machine.setFxsave(exec.fpregs);
+  }
+
+  close(): void {
+    this.machine.close();
+  }
+
+  /** Map [start, end) afresh (replacing whatever was there, as MAP_FIXED does) and fill it. */
+  private applyMapping(m: Mapping, resolve: ResolveBytes): void {
+    this.mapFresh(m.start, m.end - m.start, m.prot);
+    if (m.data) {
+      const data = resolve(m.data);
+      if (data.length > m.end - m.start) throw new Error(`mapping ${m.name || 'anonymous'} at 0x${m.start.toString(16)} has ${data.length} bytes of contents for ${m.end - m.start} bytes of memory`);
+      if (data.length > 0) this.machine.write(m.start, data);
+    }
+  }
+
+  private mapFresh(start: number, length: number, prot: number): void {
+    if (length <= 0) return;
+    this.machine.unmap(start, pageUp(length));
+    this.machine.map(start, pageUp(length), prot & PROT_MASK);
+  }
+
+  private protOf(addr: number): number {
+    const r = this.machine.regions().find((x) => x.start <= addr && addr < x.end);
+    return r ? r.prot : PROT_READ | PROT_WRITE;
+  }
+
+  /** Apply the memory-map effects of a completed syscall; kernel writes are applied by the caller. */
+  applySyscall(ev: SyscallEvent, resolve: ResolveBytes): void {
+    const failed = ev.result < 0 && ev.result > -4096;
+    if (!failed) {
+      const [a0, a1, a2, a3, a4] = syscallArgs(ev.regs);
+      switch (ev.number) {
+        case SYS_MMAP:
+          this.mapFresh(ev.result, a1, a2);
+          break;
+        case SYS_MUNMAP:
+          this.machine.unmap(pageDown(a0), pageUp(a1 + (a0 - pageDown(a0))));
+          break;
+        case SYS_MPROTECT:
+          if (a1 > 0) this.machine.protect(pageDown(a0), pageUp(a1 + (a0 - pageDown(a0))), a2);
+          break;
+        case SYS_BRK:
+          this.moveBrk(ev.result);
+          break;
+        case SYS_MREMAP:
+          this.remap(a0, a1, a2, a3, ev.result);
+          void a4;
+          break;
+      }
+    }
+    for (const m of ev.mappings ?? []) this.applyMapping(m, resolve);
+  }
+
+  private moveBrk(newBrk: number): void {
+    // brk(0) and failed moves return the current break: nothing changes.
+    if (newBrk === this.brk) return;
+    this.brk = newBrk;
+    const want = pageUp(newBrk);
+    if (want > this.brkMappedEnd) this.machine.map(this.brkMappedEnd, want - this.brkMappedEnd, PROT_READ | PROT_WRITE);
+    else if (want < this.brkMappedEnd) this.machine.unmap(want, this.brkMappedEnd - want);
+    this.brkMappedEnd = want;
+  }
+
+  private remap(oldAddr: number, oldSize: number, newSize: number, flags: number, result: number): void {
+    const prot = this.protOf(oldAddr);
+    oldSize = pageUp(oldSize);
+    newSize = pageUp(newSize);
+    if (result === oldAddr) {
+      if (newSize > oldSize) this.mapFresh(oldAddr + oldSize, newSize - oldSize, prot);
+      else if (newSize < oldSize) this.machine.unmap(oldAddr + newSize, oldSize - newSize);
+      return;
+    }
+    const keep = Math.min(oldSize, newSize);
+    const contents = keep > 0 ? this.machine.read(oldAddr, keep) : new Uint8Array(0);
+    if (!(flags & MREMAP_DONTUNMAP)) this.machine.unmap(oldAddr, oldSize);
+    this.mapFresh(result, newSize, prot);
+    if (contents.length > 0) this.machine.write(result, contents);
+  }
+
+  /** A fault just below the stack grows it, as the kernel does; returns whether it did. */
+  growStack(faultAddress: number): boolean {
+    const s = this.stack;
+    if (!s || faultAddress >= s.start || faultAddress < s.end - STACK_LIMIT) return false;
+    const newStart = pageDown(faultAddress);
+    // Never grow over another mapping.
+    if (this.machine.regions().some((r) => r.end > newStart && r.start < s.start)) return false;
+    this.machine.map(newStart, s.start - newStart, PROT_READ | PROT_WRITE);
+    s.start = newStart;
+    return true;
+  }
+}

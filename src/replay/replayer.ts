@@ -1,0 +1,291 @@
+// Replays a trace on emulator Machines: runs each process image until its next recorded event,
+// checks that the emulator reached the same state, then applies what the kernel did.
+// No host syscall is ever made on the trace's behalf: output comes from the emulator's memory.
+import type { Machine, StopReason } from '../emulator/machine.ts';
+import type { TraceReader } from '../trace/reader.ts';
+import type { ExecEvent, RdtscEvent, SignalEvent, SyscallEvent, TraceEvent, UserRegName } from '../trace/schema.ts';
+import { syscallName } from '../trace/syscall-names.ts';
+import { AddressSpace } from './address-space.ts';
+import { CpuidTable } from './cpuid.ts';
+import { Divergence, lastBlocks, registersSideBySide } from './divergence.ts';
+import { getReg, hex, setReg, syscallArgs } from './registers.ts';
+
+export interface ReplayOptions {
+  /** Receives what the program wrote to its stdout (1) and stderr (2) while recorded. */
+  output?: (fd: 1 | 2, data: Uint8Array) => void;
+  /** Called now and then with the number of events replayed so far. */
+  onProgress?: (eventsDone: number, eventCount: number) => void;
+}
+
+export interface ReplayResult {
+  verified: boolean;
+  /** The recorded exit status of the first process (128+N when signal N killed it); null if the trace ends before it exits. */
+  exitStatus: number | null;
+  instructions: number;
+  ticks: number;
+  events: number;
+  seconds: number;
+  divergence: null | { event: number; reason: string; report: string };
+}
+
+/** Registers compared at each syscall entry. Flags are left out: x86 leaves some flags undefined
+ * after many instructions and QEMU computes those differently from hardware. rax is compared with
+ * orig_rax (the syscall number); rcx/r11 are what SYSCALL itself set. */
+const COMPARED_AT_SYSCALL: readonly UserRegName[] = [
+  'r15', 'r14', 'r13', 'r12', 'rbp', 'rbx', 'r10', 'r9', 'r8', 'rcx', 'rdx', 'rsi', 'rdi', 'rip', 'rsp', 'fs_base',
+];
+const SYS_WRITE = 1, SYS_WRITEV = 20, SYS_ARCH_PRCTL = 158;
+const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002;
+/** Instructions per native run slice between progress reports. */
+const SLICE = 200_000_000;
+
+export function replayTrace(reader: TraceReader, opts: ReplayOptions = {}): ReplayResult {
+  return new Replayer(reader, opts).run();
+}
+
+class Replayer {
+  private space: AddressSpace | undefined;
+  private readonly cpuid: CpuidTable;
+  private readonly pmuTicks: boolean;
+  private instructionsBefore = 0;
+  private ticksBefore = 0;
+  private firstPid: number | undefined;
+  private exitStatus: number | null = null;
+  private eventNumber = 0;
+
+  constructor(
+    private readonly reader: TraceReader,
+    private readonly opts: ReplayOptions,
+  ) {
+    this.cpuid = new CpuidTable(reader.header.cpuid);
+    this.pmuTicks = reader.header.tickMode.kind === 'pmu';
+  }
+
+  run(): ReplayResult {
+    const started = performance.now();
+    let divergence: ReplayResult['divergence'] = null;
+    const count = this.reader.eventCount;
+    try {
+      for (const ev of this.reader.events(0)) {
+        this.apply(ev);
+        this.eventNumber++;
+        if (this.opts.onProgress && (this.eventNumber & 1023) === 0) this.opts.onProgress(this.eventNumber, count);
+      }
+    } catch (err) {
+      if (!(err instanceof Divergence)) throw err;
+      divergence = { event: err.event, reason: err.reason, report: err.report };
+    } finally {
+      this.retireSpace();
+    }
+    this.opts.onProgress?.(this.eventNumber, count);
+    return {
+      verified: divergence === null,
+      exitStatus: this.exitStatus,
+      instructions: this.instructionsBefore,
+      ticks: this.ticksBefore,
+      events: this.eventNumber,
+      seconds: (performance.now() - started) / 1000,
+      divergence,
+    };
+  }
+
+  private apply(ev: TraceEvent): void {
+    switch (ev.kind) {
+      case 'exec':
+        return this.applyExec(ev);
+      case 'syscall':
+        return this.applySyscall(ev);
+      case 'rdtsc':
+        return this.applyRdtsc(ev);
+      case 'signal':
+        return this.applySignal(ev);
+      case 'exit':
+        if (ev.processExit && ev.pid === this.firstPid) this.exitStatus = ev.code ?? 128 + (ev.signal ?? 0);
+        if (ev.processExit) this.retireSpace();
+        return;
+      case 'clone':
+      case 'switch':
+        throw this.diverge(`${ev.kind} events (processes and threads) are not replayed yet`);
+    }
+  }
+
+  private get machine(): Machine {
+    if (!this.space) throw this.diverge('the trace has an event before any exec event');
+    return this.space.machine;
+  }
+
+  private retireSpace(): void {
+    if (!this.space) return;
+    this.instructionsBefore += this.space.machine.instructions;
+    this.ticksBefore += this.space.machine.ticks - this.ticksAtExec;
+    this.space.close();
+    this.space = undefined;
+  }
+
+  private ticksAtExec = 0;
+
+  private applyExec(ev: ExecEvent): void {
+    this.retireSpace();
+    this.firstPid ??= ev.pid;
+    try {
+      this.space = new AddressSpace(ev, (b) => this.reader.bytes(b));
+    } catch (err) {
+      throw this.diverge(`cannot build the address space of ${ev.path}: ${(err as Error).message}`);
+    }
+    this.ticksAtExec = ev.ticks ?? 0;
+    this.space.machine.setCounters(this.ticksAtExec, 0);
+  }
+
+  /** Run until something the trace must account for: a syscall, rdtsc, fault or other stop.
+   * CPUID is answered from the trace and stack growth done on the way. */
+  private runToNextStop(): StopReason {
+    const m = this.machine;
+    for (;;) {
+      const stop = m.run({ instructionBudget: m.instructions + SLICE });
+      switch (stop.kind) {
+        case 'budget':
+          this.opts.onProgress?.(this.eventNumber, this.reader.eventCount);
+          continue;
+        case 'cpuid': {
+          const a = this.cpuid.answer(Number(m.getReg('rax') & 0xffffffffn), Number(m.getReg('rcx') & 0xffffffffn));
+          m.setReg('rax', BigInt(a.eax >>> 0));
+          m.setReg('rbx', BigInt(a.ebx >>> 0));
+          m.setReg('rcx', BigInt(a.ecx >>> 0));
+          m.setReg('rdx', BigInt(a.edx >>> 0));
+          m.setReg('rip', BigInt(stop.rip + 2));
+          continue;
+        }
+        case 'memory-fault':
+          if (stop.cause === 'unmapped' && stop.access !== 'fetch' && this.space!.growStack(stop.address)) continue;
+          return stop;
+        default:
+          return stop;
+      }
+    }
+  }
+
+  private applySyscall(ev: SyscallEvent): void {
+    const stop = this.runToNextStop();
+    const m = this.machine;
+    if (stop.kind !== 'syscall') throw this.unexpectedStop(stop, `syscall ${syscallName(ev.number)}`);
+    const actual = m.getUserRegs();
+    const mismatch = this.compareSyscallEntry(ev, actual);
+    if (mismatch) {
+      throw this.diverge(mismatch, `${registersSideBySide(ev.regs, withOrigRax(actual), new Set([...COMPARED_AT_SYSCALL, 'orig_rax']))}\n\nlast blocks executed:\n${lastBlocks(m)}`);
+    }
+    if (this.pmuTicks && ev.ticks !== undefined && ev.ticks !== m.ticks) {
+      throw this.diverge(`ticks differ at syscall ${syscallName(ev.number)}: recorded ${ev.ticks}, replayed ${m.ticks}`, `last blocks executed:\n${lastBlocks(m)}`);
+    }
+    if (ev.noReturn) return;
+    this.echoOutput(ev);
+    this.applyCpuEffects(ev);
+    this.space!.applySyscall(ev, (b) => this.reader.bytes(b));
+    for (const w of ev.writes) m.write(w.addr, this.reader.bytes(w.data));
+    m.setReg('rax', BigInt(ev.result));
+  }
+
+  private compareSyscallEntry(ev: SyscallEvent, actual: Uint8Array): string | null {
+    const nr = getReg(actual, 'rax');
+    if (nr !== BigInt(ev.number)) return `expected syscall ${syscallName(ev.number)} (${ev.number}), the program made ${syscallName(Number(nr))} (${nr})`;
+    const differing = COMPARED_AT_SYSCALL.filter((r) => getReg(actual, r) !== getReg(ev.regs, r));
+    if (differing.length === 0) return null;
+    const first = differing[0];
+    return `registers differ at syscall ${syscallName(ev.number)}: ${differing.join(', ')} (${first} recorded ${hex(getReg(ev.regs, first))}, replayed ${hex(getReg(actual, first))})`;
+  }
+
+  /** Syscalls that change CPU state rather than memory. */
+  private applyCpuEffects(ev: SyscallEvent): void {
+    if (ev.number !== SYS_ARCH_PRCTL || ev.result !== 0) return;
+    const [code, addr] = syscallArgs(ev.regs);
+    if (code === ARCH_SET_FS) this.machine.setReg('fs_base', BigInt(addr));
+    if (code === ARCH_SET_GS) this.machine.setReg('gs_base', BigInt(addr));
+  }
+
+  /** What the program wrote to stdout/stderr, read from the emulator's memory (never from the host). */
+  private echoOutput(ev: SyscallEvent): void {
+    const out = this.opts.output;
+    if (!out || ev.result <= 0) return;
+    const [fd, buf, count] = syscallArgs(ev.regs);
+    if (fd !== 1 && fd !== 2) return;
+    const m = this.machine;
+    if (ev.number === SYS_WRITE) {
+      out(fd, m.read(buf, Math.min(ev.result, count)));
+    } else if (ev.number === SYS_WRITEV) {
+      let left = ev.result;
+      const iov = new DataView(m.read(buf, count * 16).buffer);
+      for (let i = 0; i < count && left > 0; i++) {
+        const base = Number(iov.getBigUint64(i * 16, true));
+        const len = Math.min(Number(iov.getBigUint64(i * 16 + 8, true)), left);
+        if (len > 0) out(fd, m.read(base, len));
+        left -= len;
+      }
+    }
+  }
+
+  private applyRdtsc(ev: RdtscEvent): void {
+    const stop = this.runToNextStop();
+    if (stop.kind !== 'rdtsc' || stop.rip !== ev.rip) throw this.unexpectedStop(stop, `${ev.insn} at 0x${ev.rip.toString(16)}`);
+    const m = this.machine;
+    m.setReg('rax', ev.value & 0xffffffffn);
+    m.setReg('rdx', ev.value >> 32n);
+    if (ev.insn === 'rdtscp') m.setReg('rcx', BigInt(ev.aux ?? 0));
+    m.setReg('rip', BigInt(ev.rip + (ev.insn === 'rdtscp' ? 3 : 2)));
+  }
+
+  private applySignal(ev: SignalEvent): void {
+    const m = this.machine;
+    if (ev.synchronous) {
+      const stop = this.runToNextStop();
+      const rip = Number(getReg(ev.regs, 'rip'));
+      const raised = stop.kind === 'memory-fault' || stop.kind === 'invalid-instruction' || stop.kind === 'interrupt';
+      if (!raised || stop.rip !== rip) throw this.unexpectedStop(stop, `signal ${ev.signo} raised at 0x${rip.toString(16)}`);
+      if (stop.kind === 'memory-fault' && ev.addr !== undefined && stop.address !== ev.addr) {
+        throw this.diverge(`signal ${ev.signo} at 0x${rip.toString(16)}: recorded fault address 0x${ev.addr.toString(16)}, replayed 0x${stop.address.toString(16)}`);
+      }
+    }
+    // An asynchronous signal without hardware ticks was recorded where it arrived; the replay
+    // delivers it at the same event boundary.
+    if (ev.fatal) return;
+    for (const w of ev.writes) m.write(w.addr, this.reader.bytes(w.data));
+    if (!ev.handlerRegs) throw this.diverge(`signal ${ev.signo} ran a handler but the trace has no handler registers`);
+    m.setUserRegs(ev.handlerRegs);
+  }
+
+  private unexpectedStop(stop: StopReason, expected: string): Divergence {
+    const m = this.machine;
+    let what: string;
+    switch (stop.kind) {
+      case 'invalid-instruction':
+        return this.diverge(
+          `the replay CPU cannot execute ${stop.text} (bytes ${Buffer.from(stop.bytes).toString('hex')}) at 0x${stop.rip.toString(16)}; expected ${expected}`,
+          `${lastBlocks(m)}\n\nhint: the recorded program used an instruction the emulator lacks (AVX, FMA, POPCNT, RDRAND...). ` +
+            'Record again on this build of replay-anywhere so its CPU-feature mask applies; programs that probe CPUID themselves need CPUID faulting (Intel) or an option of their own (e.g. OPENSSL_ia32cap).',
+        );
+      case 'memory-fault':
+        what = `a ${stop.access} fault at 0x${stop.address.toString(16)} (${stop.cause}) at rip 0x${stop.rip.toString(16)}`;
+        break;
+      case 'syscall':
+        what = `syscall ${syscallName(Number(m.getReg('rax')))} at rip 0x${(Number(m.getReg('rip')) - 2).toString(16)}`;
+        break;
+      case 'rdtsc':
+      case 'interrupt':
+      case 'breakpoint':
+        what = `${stop.kind} at 0x${stop.rip.toString(16)}${stop.kind === 'interrupt' ? ` (vector ${stop.vector})` : ''}`;
+        break;
+      default:
+        what = stop.kind;
+    }
+    return this.diverge(`expected ${expected}, the replay reached ${what}`, `last blocks executed:\n${lastBlocks(m)}`);
+  }
+
+  private diverge(reason: string, report = ''): Divergence {
+    return new Divergence(this.eventNumber, reason, report);
+  }
+}
+
+/** The emulator has no orig_rax: show the syscall number there so the columns line up. */
+function withOrigRax(regs: Uint8Array): Uint8Array {
+  const copy = Uint8Array.from(regs);
+  setReg(copy, 'orig_rax', getReg(regs, 'rax'));
+  return copy;
+}
