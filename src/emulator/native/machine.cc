@@ -1,5 +1,6 @@
 // Engine set-up, the hooks, and the run loop (one native call per stop).
 #include <cstring>
+#include <cstdio>
 
 #include "machine.h"
 
@@ -82,10 +83,11 @@ static void onInterrupt(uc_engine *uc, uint32_t intno, void *ud) {
   m->requestStop(STOP_INTERRUPT, rip);
 }
 
-static bool onMemInvalid(uc_engine *, uc_mem_type type, uint64_t address, int, int64_t, void *ud) {
+static bool onMemInvalid(uc_engine *uc, uc_mem_type type, uint64_t address, int, int64_t, void *ud) {
   Machine *m = static_cast<Machine *>(ud);
   if (m->stopping) return false;
   m->stop.kind = STOP_FAULT;
+
   m->stop.address = address;
   switch (type) {
     case UC_MEM_READ_UNMAPPED: m->stop.access = 0; m->stop.cause = 0; break;
@@ -192,6 +194,14 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
     uint64_t pc = rip();
     uc_err err = uc_emu_start(uc, pc, UNTIL, 0, step ? 1 : 0);
     uint64_t now = rip();
+    // A data access fault leaves RIP at the start of the translated block: find the instruction.
+    if (stop.kind == STOP_FAULT && stop.access != 2 && cur && now == cur->addr) {
+      uint64_t at = faultingInstruction(*cur, stop.address, stop.access);
+      if (at != NONE) {
+        now = at;
+        uc_reg_write(uc, UC_X86_REG_RIP, &now);
+      }
+    }
     // Correct the optimistic count of a block that did not retire to its end.
     if (cur && now >= cur->addr && now < cur->addr + cur->size) {
       uint32_t off = uint32_t(now - cur->addr), retired = 0;

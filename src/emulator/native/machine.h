@@ -88,6 +88,8 @@ struct Machine {
   // blocks.cc
   BlockInfo *lookup(uint64_t addr, uint32_t size);
   bool isSpecialAt(uint64_t addr, StopKind *kind);
+  // fault.cc
+  uint64_t faultingInstruction(const BlockInfo &b, uint64_t address, int access);
 
   uc_engine *uc = nullptr;
   csh cs = 0;
