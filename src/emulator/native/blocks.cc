@@ -26,6 +26,36 @@ static bool isJcc(const uint8_t *p, size_t n) {
   return p[i] == 0x0f && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x8f;
 }
 
+// Target of a direct jmp/jcc/call/loop (rel8/rel32), else NONE.
+static uint64_t directTarget(const cs_insn *in) {
+  const uint8_t *p = in->bytes;
+  size_t i = 0, n = in->size;
+  while (i < n && (p[i] == 0x66 || p[i] == 0x67 || p[i] == 0xf2 || p[i] == 0xf3 || p[i] == 0x2e || p[i] == 0x3e ||
+                   (p[i] >= 0x40 && p[i] <= 0x4f)))
+    i++;
+  if (i >= n) return NONE;
+  uint64_t next = in->address + in->size;
+  uint8_t op = p[i];
+  if ((op >= 0x70 && op <= 0x7f) || (op >= 0xe0 && op <= 0xe3) || op == 0xeb) return next + int64_t(int8_t(p[n - 1]));
+  if (op == 0xe8 || op == 0xe9 || (op == 0x0f && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x8f)) {
+    int32_t rel;
+    memcpy(&rel, p + n - 4, 4);
+    return next + int64_t(rel);
+  }
+  return NONE;
+}
+
+static bool isRepString(const cs_insn *in) {
+  bool rep = false;
+  for (int i = 0; i < in->size; i++) {
+    uint8_t b = in->bytes[i];
+    if (b == 0xf2 || b == 0xf3) rep = true;
+    else if (b == 0x66 || b == 0x67 || b == 0x2e || b == 0x3e || b == 0x26 || b == 0x36 || b == 0x64 || b == 0x65 || (b >= 0x40 && b <= 0x4f)) continue;
+    else return rep && ((b >= 0xa4 && b <= 0xa7) || (b >= 0xaa && b <= 0xaf) || b == 0x6c || b == 0x6d || b == 0x6e || b == 0x6f);
+  }
+  return false;
+}
+
 static bool specialKind(unsigned id, StopKind *k) {
   switch (id) {
     case X86_INS_RDTSC: *k = STOP_RDTSC; return true;
@@ -59,6 +89,9 @@ BlockInfo *Machine::lookup(uint64_t addr, uint32_t size) {
   if (b.host) memcpy(b.bytes.data(), b.host, size);
   else if (uc_mem_read(uc, addr, b.bytes.data(), size) != UC_ERR_OK) memset(b.bytes.data(), 0, size);
   b.offsets.clear();
+  b.target = NONE;
+  b.lastAddr = NONE;
+  b.lastRep = false;
   b.ninsns = 0;
   b.jcc = 0;
   const uint8_t *code = b.bytes.data();
@@ -75,6 +108,9 @@ BlockInfo *Machine::lookup(uint64_t addr, uint32_t size) {
     }
     b.offsets.push_back(uint16_t(at - b.bytes.data()));
     lastJcc = isJcc(csInsn->bytes, csInsn->size);
+    b.lastAddr = csInsn->address;
+    b.target = directTarget(csInsn);
+    b.lastRep = isRepString(csInsn);
     StopKind k;
     if (specialKind(csInsn->id, &k)) {
       specials.insert(csInsn->address);

@@ -26,6 +26,24 @@ static void onBlock(uc_engine *, uint64_t addr, uint32_t size, void *ud) {
     m->requestStop(STOP_BUDGET, addr);
     return;
   }
+  if (BlockInfo *c = m->cur) {
+    // QEMU's precise self-modifying-code path abandons a block in the middle (before a store
+    // into its own code) and resumes with a one-instruction block there: only the instructions
+    // before that point retired.
+    uint64_t off = addr - c->addr;
+    if (off < c->size && addr != c->target) {
+      for (size_t i = 0; i < c->offsets.size(); i++) {
+        if (c->offsets[i] != off) continue;
+        uint32_t len = (i + 1 < c->offsets.size() ? c->offsets[i + 1] : c->size) - uint32_t(off);
+        if (len == size) {
+          m->instructions -= c->ninsns - i;
+          m->ticks -= c->jcc;
+          if (c->lastRep) m->repInProgress = NONE;
+        }
+        break;
+      }
+    }
+  }
   BlockInfo *b = m->lookup(addr, size);
   if (!m->pendingHooks.empty()) {
     // The block holds an rdtsc/rdtscp/cpuid without its stop hook: stop before the block (it
@@ -35,7 +53,9 @@ static void onBlock(uc_engine *, uint64_t addr, uint32_t size, void *ud) {
     return;
   }
   m->ticks += b->jcc;
-  m->instructions += b->ninsns;
+  // A rep string instruction runs one iteration per block execution: count it once.
+  m->instructions += b->ninsns - (m->repInProgress == addr ? 1 : 0);
+  m->repInProgress = b->lastRep ? b->lastAddr : NONE;
   m->cur = b;
   Machine::Recent &r = m->ring[m->ringPos++ & 15];
   r.addr = addr;
@@ -184,6 +204,7 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
   insnLimit = (step || insnBudget == NONE) ? NONE : instructions + insnBudget;
   ignoreBreakpoints = step;
   uint64_t start = rip();
+  uint64_t stepStart = instructions;
   skipAddr = (lastBreakpoint == start) ? start : NONE;
   lastBreakpoint = NONE;
   for (;;) {
@@ -215,6 +236,12 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
     if (stop.kind == STOP_RESTART) {
       for (uint64_t a : pendingHooks) addStopHook(a);
       pendingHooks.clear();
+      if (step && instructions != stepStart) {
+        result.kind = STOP_BUDGET;
+        result.rip = now;
+        skipAddr = NONE;
+        return result;
+      }
       continue;
     }
     result = stop;

@@ -36,6 +36,9 @@ struct BlockInfo {
   uint32_t size = 0;
   uint32_t ninsns = 0;
   uint32_t jcc = 0;           // 1 when the last instruction is a Jcc (a tick when it retires)
+  uint64_t target = NONE;     // direct branch target of the last instruction, if any
+  uint64_t lastAddr = NONE;   // address of the last instruction
+  bool lastRep = false;       // last instruction is a rep-prefixed string instruction
   uint64_t gen = 0;           // memory-layout generation the host pointer belongs to
   const uint8_t *host = nullptr;  // host bytes of the block when contiguous, else null
   std::vector<uint8_t> bytes;     // the bytes decoded, compared on every execution (SMC check)
@@ -113,6 +116,7 @@ struct Machine {
   std::unordered_set<uint64_t> specials;
   std::vector<uint64_t> pendingHooks;
   uint64_t skipAddr = NONE;
+  uint64_t repInProgress = NONE;  // a rep string instruction already counted, iterating
   uint64_t lastBreakpoint = NONE;
   bool ignoreBreakpoints = false;
   void addStopHook(uint64_t addr);
