@@ -4,7 +4,7 @@
 // Every length, offset and count is checked before use; every failure is a TraceFormatError.
 import * as fs from 'node:fs';
 import { Unpackr } from 'msgpackr';
-import { FORMAT_MAJOR, isBlobRef, type BlobRef, type Bytes, type TraceEvent, type TraceHeader } from './schema.ts';
+import { FORMAT_MAJOR, FORMAT_MINOR, isBlobRef, type BlobRef, type Bytes, type TraceEvent, type TraceHeader } from './schema.ts';
 import { TraceFormatError } from './errors.ts';
 import { crc32 } from './checksum.ts';
 import { decompress, maxRawFor, CODEC_NAMES } from './codec.ts';
@@ -54,6 +54,8 @@ export class TraceReader {
   private fileSize: number;
   private dataStart: number;
   private footerBytes = 0;
+  /** How many chunks were decompressed and decoded so far (cache misses). */
+  chunksDecoded = 0;
 
   private constructor(readonly path: string) {
     try {
@@ -118,7 +120,7 @@ export class TraceReader {
     const major = p.readUInt16LE(8);
     const minor = p.readUInt16LE(10);
     if (major > FORMAT_MAJOR)
-      this.fail(`trace format ${major}.${minor} is newer than this reader's ${FORMAT_MAJOR}.x (written by a newer replay-anywhere; upgrade to read it)`, 8);
+      this.fail(`trace format ${major}.${minor} is newer than this reader's ${FORMAT_MAJOR}.${FORMAT_MINOR} (written by a newer replay-anywhere; upgrade to read it)`, 8);
     if (major < 1) this.fail(`unknown trace format version ${major}.${minor}`, 8);
     const len = p.readUInt32LE(12);
     if (len > MAX_HEADER_SIZE || len > this.fileSize - PREFIX_SIZE) this.fail(`header length ${len} is absurd for a ${this.fileSize}-byte file`, 12);
@@ -263,6 +265,7 @@ export class TraceReader {
     } catch (err) {
       this.fail(`${what} (events ${e.first}..${e.first + e.count - 1}): ${(err as Error).message}`, e.offset);
     }
+    this.chunksDecoded++;
     this.cache.set(i, events);
     if (this.cache.size > CHUNK_CACHE) this.cache.delete(this.cache.keys().next().value as number);
     return events;
