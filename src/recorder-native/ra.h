@@ -1,0 +1,79 @@
+// replay-anywhere recorder helper: shared declarations.
+#ifndef RA_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#define RA_H
+#include <stdint.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+// ---- stream.c: the output stream (format documented there) ----
+enum rec_type {
+  REC_INFO = 1, REC_CPUID = 2, REC_EXEC = 3, REC_SYSCALL = 4, REC_RDTSC = 5, REC_SIGNAL = 6,
+  REC_EXIT = 7, REC_EXEC_FAILED = 8, REC_STOPPED = 9, REC_ERROR = 10, REC_END = 11,
+};
+struct buf { uint8_t *p; size_t len, cap; };
+void buf_reserve(struct buf *b, size_t more);
+void buf_u32(struct buf *b, uint32_t v);
+void buf_u64(struct buf *b, uint64_t v);
+void buf_bytes(struct buf *b, const void *p, size_t n);   // u64 length + bytes
+void buf_raw(struct buf *b, const void *p, size_t n);     // bytes only
+void buf_str(struct buf *b, const char *s);               // u64 length + bytes (no NUL)
+uint8_t *buf_grow(struct buf *b, size_t n);               // append n uninitialised bytes
+void stream_init(int fd);
+void stream_record(uint32_t type, struct buf *payload);   // frames, buffers; resets payload
+void stream_flush(void);
+bool stream_should_flush(void);
+void stream_message(uint32_t type, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// ---- mem.c: tracee memory and maps ----
+struct map_entry { uint64_t start, end, offset; uint32_t prot, flags; char name[4096]; };
+int mem_open(pid_t pid);                          // (re)open /proc/PID/mem; returns fd
+ssize_t mem_read(int memfd, uint64_t addr, void *dst, size_t n);  // full read or -1
+void mem_read_zero(int memfd, uint64_t addr, void *dst, size_t n); // unreadable pages -> zeros
+int mem_write(int memfd, uint64_t addr, const void *src, size_t n);
+int maps_read(pid_t pid, struct map_entry **out);  // returns count, caller frees
+
+// ---- syscall_table.c: what each syscall wrote ----
+struct sc_ctx;
+typedef void (*write_fn)(struct sc_ctx *c, uint64_t addr, uint64_t len);
+struct sc_ctx {
+  pid_t pid;
+  int memfd;
+  struct user_regs_struct entry;   // registers at syscall entry
+  int64_t result;
+  uint64_t saved[4];               // values read at entry (in/out lengths...)
+  write_fn write;                  // record [addr, addr+len) as written by the kernel
+  struct buf *writes;
+  uint32_t nwrites;
+  char unsupported[256];           // set when the syscall cannot be recorded
+};
+void sc_entry(struct sc_ctx *c);   // before the kernel runs it: save in/out values
+void sc_exit(struct sc_ctx *c);    // after: record outputs or set c->unsupported
+const char *syscall_name(long nr);
+
+// ---- vdso.c ----
+int vdso_patch(pid_t pid, int memfd, char *err, size_t errlen);
+
+// ---- rdtsc.c ----
+int rdtsc_try_emulate(pid_t pid, int memfd, struct user_regs_struct *regs, struct buf *rec);
+
+// ---- cpuid.c ----
+void cpuid_dump(struct buf *b);  // REC_CPUID payload
+void cpuid_vendor(char vendor[13], uint32_t *family, uint32_t *model);
+int cpuid_faulting_available(void);
+
+// ---- pmu.c ----
+int pmu_detect(char *desc, size_t desclen, uint64_t *config);  // 1 available, 0 not (desc = reason)
+int pmu_attach(pid_t tid, uint64_t config);                    // fd or -1
+uint64_t pmu_read(int fd);
+
+// ---- tracer.c ----
+struct tracer_opts { bool pmu; uint64_t pmu_config; };
+int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o);
+extern volatile int ra_interrupted;
+
+#endif
