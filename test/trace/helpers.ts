@@ -40,3 +40,22 @@ export function rewriteFrame(buf: Uint8Array, f: FrameAt, change: Partial<FrameH
   const header = encodeFrameHeader(h);
   return Buffer.concat([buf.subarray(0, f.offset), header, stored, buf.subarray(f.end)]);
 }
+
+import type { TraceReader } from '../../src/trace/reader.ts';
+import type { TraceEvent, Bytes } from '../../src/trace/schema.ts';
+
+/** Read every event, resolve every Bytes they hold, read every stored blob. Returns the event count. */
+export function readEverything(r: TraceReader): number {
+  let n = 0;
+  const use = (b: Bytes | undefined) => {
+    if (b !== undefined) r.bytes(b);
+  };
+  for (const e of r.events() as Iterable<TraceEvent>) {
+    n++;
+    if ('writes' in e) for (const w of e.writes) use(w.data);
+    if ('mappings' in e && e.mappings) for (const m of e.mappings) use(m.data);
+  }
+  for (const b of r.blobRefs()) r.blob(b);
+  r.stats();
+  return n;
+}
