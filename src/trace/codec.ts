@@ -18,7 +18,10 @@ export interface CodecChoice {
   level: number;
 }
 
+/** Event chunks: brotli 5 (bench/trace.ts: ~29x on the realistic mix at ~200 MB/s; docs/trace.md). */
 export const DEFAULT_CODEC: CodecChoice = { codec: Codec.Brotli, level: 5 };
+/** Blobs (mapped files): brotli 3, ~2.4x on ELF files at ~80 MB/s; quality 5 gains 9% at a third of the speed. */
+export const DEFAULT_BLOB_CODEC: CodecChoice = { codec: Codec.Brotli, level: 3 };
 
 /**
  * The largest raw/stored ratio a frame may claim. Deflate cannot exceed ~1032:1; the writer falls

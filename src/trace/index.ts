@@ -3,4 +3,4 @@ export * from './schema.ts';
 export { TraceFormatError } from './errors.ts';
 export { TraceWriter, INLINE_LIMIT, type TraceWriterOptions } from './writer.ts';
 export { TraceReader, type TraceStats } from './reader.ts';
-export { Codec, type CodecChoice, DEFAULT_CODEC } from './codec.ts';
+export { Codec, type CodecChoice, DEFAULT_CODEC, DEFAULT_BLOB_CODEC } from './codec.ts';

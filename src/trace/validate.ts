@@ -10,10 +10,13 @@ const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSaf
 const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 const HEX64 = /^[0-9a-f]{64}$/;
 
+/** Whether checks also normalise (reader: Buffers to Uint8Array, integer rdtsc values to bigint). */
+let normalise = true;
+
 function asBytes(o: Obj, k: string): boolean {
   const v = o[k];
   if (!(v instanceof Uint8Array)) return false;
-  if (v.constructor !== Uint8Array) o[k] = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (normalise && v.constructor !== Uint8Array) o[k] = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   return true;
 }
 
@@ -48,7 +51,17 @@ function checkMappings(v: unknown, where: string): string | null {
 
 const isStrArray = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
 
-/** Check one decoded event; null when it has the schema's shape. */
+/** Check an event without changing it (writer side). */
+export function checkEventShape(e: unknown): string | null {
+  normalise = false;
+  try {
+    return checkEvent(e);
+  } finally {
+    normalise = true;
+  }
+}
+
+/** Check one decoded event, normalising it in place; null when it has the schema's shape. */
 export function checkEvent(e: unknown): string | null {
   if (!isObj(e)) return 'record is not a map';
   const kind = e.kind;
@@ -74,7 +87,9 @@ export function checkEvent(e: unknown): string | null {
       if (!isNum(e.rip)) return bad('rip');
       if (e.insn !== 'rdtsc' && e.insn !== 'rdtscp') return bad('insn');
       if (typeof e.value !== 'bigint') {
-        if (isInt(e.value)) e.value = BigInt(e.value);
+        if (isInt(e.value)) {
+          if (normalise) e.value = BigInt(e.value);
+        }
         else return bad('value');
       }
       if (e.aux !== undefined && !isInt(e.aux)) return bad('aux');

@@ -5,13 +5,13 @@ import * as fs from 'node:fs';
 import { Packr } from 'msgpackr';
 import { FORMAT_MAJOR, FORMAT_MINOR, type BlobRef, type Bytes, type TraceEvent, type TraceHeader } from './schema.ts';
 import { crc32 } from './checksum.ts';
-import { compress, DEFAULT_CODEC, type CodecChoice } from './codec.ts';
+import { compress, DEFAULT_BLOB_CODEC, DEFAULT_CODEC, type CodecChoice } from './codec.ts';
 import { encodeFrameHeader, encodePrefix, encodeTrailer, FrameType, MAX_CHUNK_RAW } from './layout.ts';
 import { FileSink } from './sink.ts';
 import { BlobStoreWriter } from './blobs.ts';
 import { ChunkEncoder } from './chunk.ts';
 import { encodeFooter, type ChunkEntry } from './footer.ts';
-import { checkEvent } from './validate.ts';
+import { checkEventShape } from './validate.ts';
 
 /** Bytes shorter than this stay inline in the event; longer go to the blob store. */
 export const INLINE_LIMIT = 4096;
@@ -21,7 +21,10 @@ export interface TraceWriterOptions {
   chunkBytes?: number;
   /** Pending events older than this are flushed (default 500 ms; 0 disables the timer). */
   flushMs?: number;
+  /** Codec of event chunks and the footer (default DEFAULT_CODEC). */
   codec?: CodecChoice;
+  /** Codec of blobs (default DEFAULT_BLOB_CODEC). */
+  blobCodec?: CodecChoice;
   /** Check each appended event's shape (default true): a recorder bug then fails at once, not at replay. */
   validate?: boolean;
 }
@@ -37,6 +40,7 @@ export class TraceWriter {
   private timer?: NodeJS.Timeout;
   private closed = false;
   private extras: Record<string, unknown> = {};
+  private keyed = new Map<string, BlobRef>();
   private readonly chunkBytes: number;
   private readonly flushMs: number;
   private readonly codec: CodecChoice;
@@ -48,7 +52,7 @@ export class TraceWriter {
     this.chunkBytes = opts.chunkBytes ?? 1 << 20;
     this.flushMs = opts.flushMs ?? 500;
     this.validate = opts.validate ?? true;
-    this.blobs = new BlobStoreWriter(this.sink, this.codec);
+    this.blobs = new BlobStoreWriter(this.sink, opts.blobCodec ?? DEFAULT_BLOB_CODEC);
     if (this.flushMs > 0) {
       this.timer = setInterval(() => this.flushIfStale(), Math.max(10, this.flushMs / 2));
       this.timer.unref();
@@ -73,7 +77,7 @@ export class TraceWriter {
   append(event: TraceEvent): number {
     if (this.closed) throw new Error('TraceWriter.append after close');
     if (this.validate) {
-      const why = checkEvent({ ...event });
+      const why = checkEventShape(event);
       if (why) throw new TypeError(`TraceWriter.append: event ${this.count}: ${why}`);
     }
     const size = this.encoder.add(event);
@@ -96,6 +100,18 @@ export class TraceWriter {
   addBlob(data: Uint8Array): BlobRef {
     if (this.closed) throw new Error('TraceWriter.addBlob after close');
     return this.blobs.add(data);
+  }
+
+  /**
+   * The blob for content named by a caller's key (e.g. "dev:ino:mtime:size" of a mapped file): when
+   * the key was seen, the earlier reference is returned without loading or hashing the bytes again.
+   */
+  addBlobKeyed(key: string, load: () => Uint8Array): BlobRef {
+    const hit = this.keyed.get(key);
+    if (hit) return hit;
+    const ref = this.addBlob(load());
+    this.keyed.set(key, ref);
+    return ref;
   }
 
   /** Set a footer extra (e.g. replay checkpoints); JSON-like values, bytes, BlobRefs. */
