@@ -191,6 +191,21 @@ static void emit_syscall(struct thread *t, bool no_return) {
   c->nwrites = 0;
 }
 
+static bool may_block(long nr) {
+  switch (nr) {
+  case SYS_read: case SYS_readv: case SYS_pread64: case SYS_preadv: case SYS_write: case SYS_writev:
+  case SYS_wait4: case SYS_waitid: case SYS_poll: case SYS_ppoll: case SYS_select: case SYS_pselect6:
+  case SYS_epoll_wait: case SYS_epoll_pwait: case SYS_nanosleep: case SYS_clock_nanosleep: case SYS_futex:
+  case SYS_accept: case SYS_accept4: case SYS_connect: case SYS_recvfrom: case SYS_recvmsg: case SYS_sendto:
+  case SYS_sendmsg: case SYS_pause: case SYS_rt_sigsuspend: case SYS_rt_sigtimedwait: case SYS_flock:
+  case SYS_fcntl: case SYS_ioctl: case SYS_open: case SYS_openat: case SYS_execve: case SYS_exit_group:
+  case SYS_exit:
+    return true;
+  default:
+    return false;
+  }
+}
+
 static bool sig_in_mask(pid_t pid, const char *field, int sig) {
   char path[64], line[256];
   snprintf(path, sizeof path, "/proc/%d/status", pid);
@@ -381,7 +396,9 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
           emit_syscall(t, true);
           t->in_recorded_syscall = false;
         }
-        stream_flush();  // the syscall may block: what is recorded so far goes out now
+        // A syscall that may block: what is recorded so far goes out now, so a recorder killed
+        // while the program waits loses nothing. Otherwise batch (flushed every 20 ms or 64 KiB).
+        if (may_block(nr) || stream_should_flush()) stream_flush();
         continue;
       }
       // Syscall exit.

@@ -90,7 +90,8 @@ test('cat: read results and the bytes the kernel wrote equal the file', (t) => {
   t.is(res.stdout.length > 0, true);
   const { events, bytes } = load(path);
   // The file is the last one cat opens; its reads follow.
-  const openAt = events.findLastIndex((e) => e.kind === 'syscall' && e.number === 257 && e.result >= 0);
+  let openAt = events.length - 1;
+  while (openAt > 0 && !(events[openAt].kind === 'syscall' && (events[openAt] as SyscallEvent).number === 257 && (events[openAt] as SyscallEvent).result >= 0)) openAt--;
   const fd = (events[openAt] as SyscallEvent).result;
   const reads = events.slice(openAt).filter((e): e is SyscallEvent => e.kind === 'syscall' && e.number === 0 && Number(userReg(e.regs, 'rdi')) === fd);
   const got = Buffer.concat(reads.filter((e) => e.result > 0).map((e) => {
