@@ -31,7 +31,7 @@ test(`${MUTATIONS} mutations of a real trace: TraceFormatError or a valid read, 
   };
   const pick = <T>(a: T[]): T => a[rnd(a.length)];
   const noFooter = (b: Buffer) => b.subarray(0, fr.at(-1)!.offset);
-  const mutators: [string, () => Buffer][] = [
+  const mutators: [string, () => Uint8Array][] = [
     ['truncate', () => orig.subarray(0, rnd(orig.length))],
     ['bit flips', () => {
       const b = Buffer.from(orig);
