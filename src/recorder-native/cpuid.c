@@ -81,3 +81,14 @@ int cpuid_faulting_available(void) {
   syscall(SYS_arch_prctl, ARCH_SET_CPUID, 1);
   return 1;
 }
+
+// XCR0 as XGETBV returns it to user code (0 without OSXSAVE): replay answers XGETBV from it,
+// since the emulator has no XGETBV.
+uint64_t xcr0_read(void) {
+  uint32_t r[4];
+  q(1, 0, r);
+  if (!(r[2] & (1u << 27))) return 0;
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return ((uint64_t)hi << 32) | lo;
+}

@@ -48,6 +48,7 @@ int main(int argc, char **argv) {
   buf_u32(&b, opts.pmu);
   buf_str(&b, pmu_desc);
   buf_u32(&b, (uint32_t)cpu);
+  buf_u64(&b, xcr0_read());
   stream_record(REC_INFO, &b);
   cpuid_dump(&b);
   stream_record(REC_CPUID, &b);

@@ -65,6 +65,7 @@ int rdtsc_try_emulate(pid_t pid, int memfd, struct user_regs_struct *regs, struc
 void cpuid_dump(struct buf *b);  // REC_CPUID payload
 void cpuid_vendor(char vendor[13], uint32_t *family, uint32_t *model);
 int cpuid_faulting_available(void);
+uint64_t xcr0_read(void);
 
 // ---- pmu.c ----
 int pmu_detect(char *desc, size_t desclen, uint64_t *config);  // 1 available, 0 not (desc = reason)

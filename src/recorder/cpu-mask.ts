@@ -20,6 +20,9 @@ export const KNOWN_FEATURES: Record<string, MaskableFeature> = Object.fromEntrie
     ['POPCNT', [0, 32 + 23]], ['XSAVE', [0, 32 + 26]], ['XSAVEC'], ['OSXSAVE', [0, 32 + 27]], ['MOVBE', [0, 32 + 22]],
     ['RDRAND', [0, 32 + 30]], ['RDSEED', [1, 18]], ['SHA', [1, 29]], ['PCLMULQDQ', [0, 32 + 1]],
     ['VPCLMULQDQ', [1, 32 + 10]], ['VAES', [1, 32 + 9]], ['GFNI', [1, 32 + 8]],
+    // A glibc 'preferred' bit derived from AVX2 before the tunables apply: memmove/memcpy pick
+    // their AVX versions from it, so it has to be masked by name too.
+    ['AVX_Fast_Unaligned_Load'],
   ] as Array<[string, [0 | 1, number]?]>).map(([name, openssl]) => [name, { name, openssl }]),
 );
 

@@ -95,6 +95,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
       // The helper probes CPUID faulting but does not use it yet: CPUID is never masked.
       cpuidFaulting: false,
       cpuid,
+      xcr0: info?.xcr0 ?? 0,
     });
     return writer;
   };

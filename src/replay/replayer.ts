@@ -155,6 +155,9 @@ class Replayer {
           m.setReg('rip', BigInt(stop.rip + 2));
           continue;
         }
+        case 'invalid-instruction':
+          if (isXgetbv(stop.bytes) && this.answerXgetbv(stop.rip)) continue;
+          return stop;
         case 'memory-fault':
           if (stop.cause === 'unmapped' && stop.access !== 'fetch' && this.space!.growStack(stop.address)) continue;
           return stop;
@@ -162,6 +165,17 @@ class Replayer {
           return stop;
       }
     }
+  }
+
+  /** XGETBV (the emulator lacks it) answers the recorded XCR0 for ECX = 0, as the CPU did. */
+  private answerXgetbv(rip: number): boolean {
+    const xcr0 = this.reader.header.xcr0;
+    const m = this.machine;
+    if (xcr0 === undefined || (m.getReg('rcx') & 0xffffffffn) !== 0n) return false;
+    m.setReg('rax', BigInt(xcr0) & 0xffffffffn);
+    m.setReg('rdx', BigInt(xcr0) >> 32n);
+    m.setReg('rip', BigInt(rip + 3));
+    return true;
   }
 
   private applySyscall(ev: SyscallEvent): void {
@@ -181,7 +195,7 @@ class Replayer {
     this.applyCpuEffects(ev);
     this.space!.applySyscall(ev, (b) => this.reader.bytes(b));
     for (const w of ev.writes) m.write(w.addr, this.reader.bytes(w.data));
-    m.setReg('rax', BigInt(ev.result));
+    m.setReg('rax', BigInt.asUintN(64, BigInt(ev.result)));
   }
 
   private compareSyscallEntry(ev: SyscallEvent, actual: Uint8Array): string | null {
@@ -282,6 +296,8 @@ class Replayer {
     return new Divergence(this.eventNumber, reason, report);
   }
 }
+
+const isXgetbv = (b: Uint8Array) => b.length >= 3 && b[0] === 0x0f && b[1] === 0x01 && b[2] === 0xd0;
 
 /** The emulator has no orig_rax: show the syscall number there so the columns line up. */
 function withOrigRax(regs: Uint8Array): Uint8Array {

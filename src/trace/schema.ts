@@ -63,6 +63,9 @@ export interface TraceHeader {
   cpuidFaulting: boolean;
   /** What CPUID answered on the recording machine, as the program saw it. Replay answers from this. */
   cpuid: CpuidLeaf[];
+  /** XCR0 as XGETBV returned it on the recording machine (0 without OSXSAVE). Replay answers
+   * XGETBV from it: the emulator has no XGETBV. Absent in traces of format 1.0. */
+  xcr0?: number;
 }
 
 export interface CpuidLeaf {

@@ -139,6 +139,7 @@ export function checkHeader(h: unknown): string | null {
     const l = h.cpuid[i];
     if (!isObj(l) || !['leaf', 'subleaf', 'eax', 'ebx', 'ecx', 'edx'].every((k) => isInt(l[k]))) return `header cpuid[${i}] is not a CPUID leaf`;
   }
+  if (h.xcr0 !== undefined && !isInt(h.xcr0)) return 'header field "xcr0" is not an integer';
   return null;
 }
 
