@@ -50,10 +50,17 @@ struct sc_ctx {
   struct buf *writes;
   uint32_t nwrites;
   char unsupported[256];           // set when the syscall cannot be recorded
+  int64_t copy_from;               // kernel_output.c: input offset of a copy to stdout/stderr
+  struct buf output;               // bytes copied to stdout/stderr by the kernel (has_output)
+  bool has_output;
 };
 void sc_entry(struct sc_ctx *c);   // before the kernel runs it: save in/out values
 void sc_exit(struct sc_ctx *c);    // after: record outputs or set c->unsupported
 const char *syscall_name(long nr);
+
+// ---- kernel_output.c: bytes the kernel copies to stdout/stderr from a file ----
+void kernel_output_entry(struct sc_ctx *c);
+int kernel_output_exit(struct sc_ctx *c, struct buf *out);  // 1 when bytes were appended to out
 
 // ---- vdso.c ----
 int vdso_patch(pid_t pid, int memfd, char *err, size_t errlen);

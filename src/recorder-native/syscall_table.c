@@ -61,6 +61,7 @@ static void unsupported(struct sc_ctx *c, const char *what) {
 }
 
 void sc_entry(struct sc_ctx *c) {
+  kernel_output_entry(c);
   switch (c->entry.orig_rax) {
   case SYS_accept: case SYS_accept4: case SYS_getsockname: case SYS_getpeername:
     c->saved[0] = rd32(c, A2); break;
@@ -75,6 +76,8 @@ void sc_exit(struct sc_ctx *c) {
   int64_t r = c->result;
   bool ok = r >= 0;
   c->unsupported[0] = 0;
+  c->output.len = 0;
+  c->has_output = kernel_output_exit(c, &c->output);
   switch (c->entry.orig_rax) {
   // ---- no user-memory output ----
   case SYS_write: case SYS_pwrite64: case SYS_writev: case SYS_pwritev: case SYS_pwritev2:

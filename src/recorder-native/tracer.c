@@ -186,6 +186,8 @@ static void emit_syscall(struct thread *t, bool no_return) {
   } else {
     buf_u32(&rec, 0);
   }
+  buf_u32(&rec, c->has_output && !no_return);
+  if (c->has_output && !no_return) buf_bytes(&rec, c->output.p, c->output.len);
   emit(REC_SYSCALL);
   writes.len = 0;
   c->nwrites = 0;

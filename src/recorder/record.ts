@@ -137,6 +137,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
         e = { kind: 'syscall', ...base, number: r.number, regs: copy(r.regs), result: r.result, writes: writes(w, r.writes) };
         if (r.mappings.length) e.mappings = r.mappings.map((m) => mapping(w, m));
         if (r.noReturn) e.noReturn = true;
+        if (r.output) e.output = w.bytes(r.output);
         break;
       case 'rdtsc':
         e = { kind: 'rdtsc', ...base, rip: r.rip, insn: r.rdtscp ? 'rdtscp' : 'rdtsc', value: r.value };

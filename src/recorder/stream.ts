@@ -9,7 +9,7 @@
 //   3 EXEC        EV, STR path, u32 argc, argc x STR, BYTES regs, BYTES fpregs, BYTES auxv, u64 brk,
 //                 u32 nmaps, nmaps x MAPPING
 //   4 SYSCALL     EV, u64 number, BYTES regs, i64 result, u32 noReturn, u32 nwrites, WRITE...,
-//                 u32 nmaps, MAPPING...
+//                 u32 nmaps, MAPPING..., u32 hasOutput, [BYTES output copied to stdout/stderr by the kernel]
 //   5 RDTSC       EV, u64 rip, u32 isRdtscp, u64 value, u32 aux
 //   6 SIGNAL      EV, u32 signo, i32 code, u32 synchronous, u64 addr, BYTES regs, u32 fatal,
 //                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs]
@@ -31,7 +31,7 @@ export type HelperRecord =
   | { type: 'info'; cpuidFaulting: boolean; pmu: boolean; pmuText: string; cpu: number; xcr0: number }
   | { type: 'cpuid'; leaves: CpuidLeaf[] }
   | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[] } & Ev)
-  | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[] } & Ev)
+  | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array } & Ev)
   | ({ type: 'rdtsc'; rip: number; rdtscp: boolean; value: bigint; aux: number } & Ev)
   | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array } & Ev)
   | ({ type: 'exit'; signaled: boolean; value: number; processExit: boolean } & Ev)
@@ -92,7 +92,9 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
     case RecType.Syscall: {
       const ev = c.ev(), number = c.u64(), regs = c.bytes(), result = c.i64(), noReturn = c.u32() !== 0;
       const writes = c.list(() => c.write());
-      return { type: 'syscall', ...ev, number, regs, result, noReturn, writes, mappings: c.list(() => c.mapping()) };
+      const mappings = c.list(() => c.mapping());
+      const output = c.u32() ? c.bytes() : undefined;
+      return { type: 'syscall', ...ev, number, regs, result, noReturn, writes, mappings, output };
     }
     case RecType.Rdtsc: {
       const ev = c.ev();

@@ -34,7 +34,7 @@ export interface ReplayResult {
 const COMPARED_AT_SYSCALL: readonly UserRegName[] = [
   'r15', 'r14', 'r13', 'r12', 'rbp', 'rbx', 'r10', 'r9', 'r8', 'rcx', 'rdx', 'rsi', 'rdi', 'rip', 'rsp', 'fs_base',
 ];
-const SYS_WRITE = 1, SYS_WRITEV = 20, SYS_ARCH_PRCTL = 158;
+const SYS_WRITE = 1, SYS_WRITEV = 20, SYS_SENDFILE = 40, SYS_ARCH_PRCTL = 158;
 const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002;
 /** Instructions per native run slice between progress reports. */
 const SLICE = 200_000_000;
@@ -219,6 +219,14 @@ class Replayer {
   private echoOutput(ev: SyscallEvent): void {
     const out = this.opts.output;
     if (!out || ev.result <= 0) return;
+    if (ev.output) {
+      // Copied by the kernel from a file (copy_file_range, sendfile, splice): the out fd is the
+      // first argument of sendfile, the third of the others.
+      const [a0, , a2] = syscallArgs(ev.regs);
+      const outFd = ev.number === SYS_SENDFILE ? a0 : a2;
+      if (outFd === 1 || outFd === 2) out(outFd, this.reader.bytes(ev.output));
+      return;
+    }
     const [fd, buf, count] = syscallArgs(ev.regs);
     if (fd !== 1 && fd !== 2) return;
     const m = this.machine;

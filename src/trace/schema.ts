@@ -135,6 +135,9 @@ export interface SyscallEvent extends EventBase {
   writes: MemoryWrite[];
   /** For mmap/mremap of files: mappings created with contents, applied after `result`. */
   mappings?: Mapping[];
+  /** Bytes the kernel copied to stdout/stderr from a file, never passing through the program's
+   * memory (sendfile, copy_file_range, splice into fd 1 or 2). */
+  output?: Bytes;
   /** Set when the syscall never returned to user code in this process (exit, exit_group, a successful execve). */
   noReturn?: boolean;
 }

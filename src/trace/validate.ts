@@ -74,6 +74,7 @@ export function checkEvent(e: unknown): string | null {
       if (!asBytes(e, 'regs')) return bad('regs');
       if (!isNum(e.result)) return bad('result');
       if (e.noReturn !== undefined && typeof e.noReturn !== 'boolean') return bad('noReturn');
+      if (e.output !== undefined && !asBytesOrRef(e, 'output')) return bad('output');
       return checkWrites(e.writes, 'syscall event: writes') ?? (e.mappings === undefined ? null : checkMappings(e.mappings, 'syscall event: mappings'));
     case 'exec':
       if (typeof e.path !== 'string') return bad('path');
