@@ -41,8 +41,16 @@ export async function runEmulatorBench(iterations = 130_000_000): Promise<{
 }> {
   const instructions = iterations * PER_ITER + 1;
   once(true, 1000); // warm up the addon
-  const plain = once(false, iterations);
-  const counted = once(true, iterations);
+  // Best of `reps`, alternating: this VM is shared and noisy, the minimum is the stable figure.
+  const reps = Number(process.env.BENCH_REPS ?? 3);
+  let plain = once(false, iterations);
+  let counted = once(true, iterations);
+  for (let i = 1; i < reps; i++) {
+    const p = once(false, iterations);
+    if (p.seconds < plain.seconds) plain = p;
+    const c = once(true, iterations);
+    if (c.seconds < counted.seconds) counted = c;
+  }
   if (counted.instructions !== instructions || counted.ticks !== iterations) {
     throw new Error(`bench: counted ${counted.instructions} instructions / ${counted.ticks} ticks, expected ${instructions} / ${iterations}`);
   }
@@ -59,7 +67,7 @@ export async function runEmulatorBench(iterations = 130_000_000): Promise<{
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await runEmulatorBench();
   const M = (x: number) => `${(x / 1e6).toFixed(0)} M instructions/s`;
-  console.log(`emulator: ${r.instructions.toExponential(2)} instructions (8-instruction loop, one Jcc per iteration)`);
+  console.log(`emulator: ${r.instructions.toExponential(2)} instructions (8-instruction loop, one Jcc per iteration), best of ${process.env.BENCH_REPS ?? 3}`);
   console.log(`  plain Unicorn (no hooks): ${r.plainSeconds.toFixed(2)} s, ${M(r.plainInstructionsPerSecond)}`);
   console.log(`  with tick counting:       ${r.countingSeconds.toFixed(2)} s, ${M(r.countingInstructionsPerSecond)}`);
   console.log(`  counting cost: ${r.ratio.toFixed(2)}x`);

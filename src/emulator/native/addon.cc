@@ -266,8 +266,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     uint32_t n = mm.ringPos < 16 ? mm.ringPos : 16, k = 0;
     for (uint32_t i = mm.ringPos - n; i != mm.ringPos; i++) {
       Napi::Object o = Napi::Object::New(env);
-      o.Set("address", double(mm.ring[i & 15].addr));
-      o.Set("size", double(mm.ring[i & 15].size));
+      o.Set("address", double(mm.ring[i & 15] & ((uint64_t(1) << 48) - 1)));
+      o.Set("size", double(mm.ring[i & 15] >> 48));
       out.Set(k++, o);
     }
     return out;

@@ -1,7 +1,8 @@
 // The decoded-block cache: what each translated block means for the counters, decoded once
-// with capstone. An entry is trusted only if the block's bytes in guest memory still equal the
-// bytes it was decoded from (a memcmp through our host pointer, a few ns): that is what makes
-// self-modifying code, JIT code, write() from JS and remapping safe without any write hook.
+// with capstone. Blocks on pages the guest cannot write are trusted until map/unmap/protect (which
+// flush the cache) or a write() into their pages (which flushes it too). Blocks on guest-writable
+// pages are trusted only while their bytes equal the bytes they were decoded from (a memcmp on
+// every execution): that keeps self-modifying and JIT code exact without any memory-write hook.
 #include <cstring>
 
 #include "machine.h"
@@ -65,26 +66,32 @@ static bool specialKind(unsigned id, StopKind *k) {
   }
 }
 
-static inline size_t slotOf(uint64_t addr) {
-  return size_t((addr * 0x9E3779B97F4A7C15ull) >> (64 - Machine::CACHE_BITS));
+void Machine::flushBlocks() {
+  if (++gen == 0) {
+    // 2^32 layout changes: make sure no entry carries a generation that could come back.
+    for (size_t i = 0; i < (size_t(1) << CACHE_BITS); i++) hot[i].key = 0;
+    gen = 1;
+  }
+  trustedPages.clear();
+  updateKey();
 }
 
-BlockInfo *Machine::lookup(uint64_t addr, uint32_t size) {
-  BlockInfo &b = cache[slotOf(addr)];
-  if (b.addr == addr && b.size == size && b.gen == gen) {
-    if (b.host ? memcmp(b.host, b.bytes.data(), size) == 0 : false) return &b;
-    if (!b.host) {
-      // Block spanning two mappings: compare through Unicorn (rare, slower).
-      uint8_t tmp[8192];
-      if (size <= sizeof tmp && uc_mem_read(uc, addr, tmp, size) == UC_ERR_OK && memcmp(tmp, b.bytes.data(), size) == 0)
-        return &b;
-    }
-  }
-  // (Re)decode.
+// Whether some byte of [addr, addr+size) lies on a guest-writable page, or the range is not in one
+// mapping: then the bytes can change without map/unmap/protect/write() telling us.
+static bool needsVerify(const Machine *m, uint64_t addr, uint32_t size, const uint8_t *host) {
+  if (!host) return true;
+  for (const Region &r : m->regions)
+    if (r.start < addr + size && addr < r.end && (r.prot & UC_PROT_WRITE)) return true;
+  return false;
+}
+
+void Machine::decode(uint64_t addr, uint32_t size, size_t slot) {
+  BlockInfo &b = cache[slot];
+  HotBlock &h = hot[slot];
   b.addr = addr;
   b.size = size;
-  b.gen = gen;
   b.host = hostPtr(addr, size);
+  b.verify = needsVerify(this, addr, size, b.host);
   b.bytes.resize(size);
   if (b.host) memcpy(b.bytes.data(), b.host, size);
   else if (uc_mem_read(uc, addr, b.bytes.data(), size) != UC_ERR_OK) memset(b.bytes.data(), 0, size);
@@ -119,7 +126,63 @@ BlockInfo *Machine::lookup(uint64_t addr, uint32_t size) {
   }
   b.ninsns = uint32_t(b.offsets.size());
   b.jcc = lastJcc ? 1 : 0;
-  return &b;
+  if (!b.verify)
+    for (uint64_t p = addr & ~(PAGE - 1); p < addr + size; p += PAGE) trustedPages.insert(p);
+  h.addr = addr;
+  h.key = size | (uint64_t(gen) << 32) | (b.verify || b.lastRep ? KEY_SLOW : 0);
+  h.target = b.target;
+  h.ninsns = b.ninsns;
+  h.jcc = b.jcc;
+}
+
+bool Machine::slowBlock(uint64_t addr, uint32_t size, size_t slot) {
+  HotBlock &h = hot[slot];
+  BlockInfo &b = cache[slot];
+  bool valid = h.addr == addr && (h.key & ~KEY_SLOW) == (size | (uint64_t(gen) << 32));
+  if (valid && b.verify) {
+    if (b.host) {
+      valid = memcmp(b.host, b.bytes.data(), size) == 0;
+    } else {
+      // Block spanning two mappings: compare through Unicorn (rare, slower).
+      uint8_t tmp[8192];
+      valid = size <= sizeof tmp && uc_mem_read(uc, addr, tmp, size) == UC_ERR_OK && memcmp(tmp, b.bytes.data(), size) == 0;
+    }
+  }
+  if (!valid) decode(addr, size, slot);
+  if (!pendingHooks.empty()) {
+    // The block holds an rdtsc/rdtscp/cpuid without its stop hook: stop before the block (it
+    // does not execute: the exit check follows the block hook), install, retranslate, resume.
+    clearCur();
+    requestStop(STOP_RESTART, addr);
+    return false;
+  }
+  ticks += b.jcc;
+  // A rep string instruction runs one iteration per block execution: count it once.
+  instructions += b.ninsns - (repInProgress == addr ? 1 : 0);
+  repInProgress = b.lastRep ? b.lastAddr : NONE;
+  checkNext = b.verify;
+  updateKey();
+  return true;
+}
+
+void Machine::abandoned(uint64_t addr, uint32_t size) {
+  // QEMU's precise self-modifying-code path abandons a block in the middle (before a store into
+  // its own code) and resumes with a one-instruction block there: only the instructions before
+  // that point retired. The store succeeded, so that block is on a guest-writable page, its bytes
+  // are compared (checkNext), and the block after it comes here through the slow path.
+  BlockInfo *c = cur();
+  if (!c) return;
+  uint64_t off = addr - c->addr;
+  for (size_t i = 0; i < c->offsets.size(); i++) {
+    if (c->offsets[i] != off) continue;
+    uint32_t len = (i + 1 < c->offsets.size() ? c->offsets[i + 1] : c->size) - uint32_t(off);
+    if (len == size) {
+      instructions -= c->ninsns - i;
+      ticks -= c->jcc;
+      if (c->lastRep) repInProgress = NONE, updateKey();
+    }
+    break;
+  }
 }
 
 bool Machine::isSpecialAt(uint64_t addr, StopKind *kind) {

@@ -9,57 +9,47 @@ namespace ra {
 // A stop address nothing can reach: uc_emu_start needs an `until`.
 static constexpr uint64_t UNTIL = 0xfffffffffffff000ull;
 
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define NOINLINE __attribute__((noinline))
+
+// Out of line: a tick target or instruction budget is reached at this block boundary.
+static NOINLINE void limitReached(Machine *m, uint64_t addr) {
+  m->clearCur();
+  m->requestStop(m->ticks >= m->tickLimit ? STOP_TICK_TARGET : STOP_BUDGET, addr);
+}
+
+// Out of line: everything but a known, trusted block entered normally.
+static NOINLINE void slowPath(Machine *m, uint64_t addr, uint32_t size) {
+  // Entering the previous block somewhere other than through its own branch target: it was
+  // abandoned in the middle (QEMU's precise self-modifying-code path).
+  const HotBlock &p = m->hot[m->curSlot];
+  if (addr - p.addr < (p.key & KEY_SIZE) && addr != p.target) m->abandoned(addr, size);
+  size_t slot = slotOf(addr);
+  if (!m->slowBlock(addr, size, slot)) return;
+  m->curSlot = slot;
+  m->ring[m->ringPos++ & 15] = addr | uint64_t(size) << 48;
+}
+
 // Block hook: the hot path. Runs at the start of every executed block, before the block's first
 // instruction. Counts the block optimistically; run() corrects the counters when the block did
-// not retire to its end (fault, stop in the middle).
+// not retire to its end (fault, stop in the middle). The fast path reads the block's 32-byte
+// HotBlock and a few fields of the Machine; any other case (new or changed block, bytes to
+// compare, rep strings, the block after a compared one, limits, stops) is a tail call.
 static void onBlock(uc_engine *, uint64_t addr, uint32_t size, void *ud) {
   Machine *m = static_cast<Machine *>(ud);
-  if (m->stopping) return;
+  if (UNLIKELY(m->stopping)) return;
+  uint64_t ticks = m->ticks, insns = m->instructions;
   // The previous block retired completely: we are at a block boundary.
-  if (m->ticks >= m->tickLimit) {
-    m->cur = nullptr;
-    m->requestStop(STOP_TICK_TARGET, addr);
-    return;
-  }
-  if (m->instructions >= m->insnLimit) {
-    m->cur = nullptr;
-    m->requestStop(STOP_BUDGET, addr);
-    return;
-  }
-  if (BlockInfo *c = m->cur) {
-    // QEMU's precise self-modifying-code path abandons a block in the middle (before a store
-    // into its own code) and resumes with a one-instruction block there: only the instructions
-    // before that point retired.
-    uint64_t off = addr - c->addr;
-    if (off < c->size && addr != c->target) {
-      for (size_t i = 0; i < c->offsets.size(); i++) {
-        if (c->offsets[i] != off) continue;
-        uint32_t len = (i + 1 < c->offsets.size() ? c->offsets[i + 1] : c->size) - uint32_t(off);
-        if (len == size) {
-          m->instructions -= c->ninsns - i;
-          m->ticks -= c->jcc;
-          if (c->lastRep) m->repInProgress = NONE;
-        }
-        break;
-      }
-    }
-  }
-  BlockInfo *b = m->lookup(addr, size);
-  if (!m->pendingHooks.empty()) {
-    // The block holds an rdtsc/rdtscp/cpuid without its stop hook: stop before the block (it
-    // does not execute: the exit check follows the block hook), install, retranslate, resume.
-    m->cur = nullptr;
-    m->requestStop(STOP_RESTART, addr);
-    return;
-  }
-  m->ticks += b->jcc;
-  // A rep string instruction runs one iteration per block execution: count it once.
-  m->instructions += b->ninsns - (m->repInProgress == addr ? 1 : 0);
-  m->repInProgress = b->lastRep ? b->lastAddr : NONE;
-  m->cur = b;
-  Machine::Recent &r = m->ring[m->ringPos++ & 15];
-  r.addr = addr;
-  r.size = size;
+  if (UNLIKELY((ticks >= m->tickLimit) | (insns >= m->insnLimit))) return limitReached(m, addr);
+  size_t slot = slotOf(addr);
+  const HotBlock &h = m->hot[slot];
+  if (UNLIKELY((h.addr != addr) | (h.key != (size | m->expectKey)))) return slowPath(m, addr, size);
+  m->ticks = ticks + h.jcc;
+  m->instructions = insns + h.ninsns;
+  m->curSlot = slot;
+  m->ring[m->ringPos++ & 15] = addr | uint64_t(size) << 48;
 }
 
 // Stop-before hook, installed only on breakpoint and rdtsc/rdtscp/cpuid addresses.
@@ -81,7 +71,7 @@ static void onSyscall(uc_engine *uc, void *ud) {
   if (m->stopping) return;
   uint64_t rip = 0;
   uc_reg_read(uc, UC_X86_REG_RIP, &rip);
-  m->cur = nullptr;  // SYSCALL ends its block: the block retired
+  m->clearCur();  // SYSCALL ends its block: the block retired
   m->requestStop(STOP_SYSCALL, rip);
 }
 
@@ -135,7 +125,7 @@ static void must(uc_err e, const char *what) {
   if (e != UC_ERR_OK) throw Error(std::string(what) + ": " + uc_strerror(e));
 }
 
-Machine::Machine(bool counting_) : counting(counting_), cache(size_t(1) << CACHE_BITS) {
+Machine::Machine(bool counting_) : counting(counting_), hot(new HotBlock[size_t(1) << CACHE_BITS]), cache(size_t(1) << CACHE_BITS) {
   must(uc_open(UC_ARCH_X86, UC_MODE_64, &uc), "uc_open");
   cs = openCapstone();
   csInsn = cs_malloc(cs);
@@ -153,7 +143,10 @@ Machine::Machine(bool counting_) : counting(counting_), cache(size_t(1) << CACHE
   }
 }
 
-Machine::~Machine() { close(); }
+Machine::~Machine() {
+  close();
+  delete[] hot;
+}
 
 void Machine::close() {
   if (uc) {
@@ -210,11 +203,12 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
   for (;;) {
     stop = Stop();
     stopping = false;
-    cur = nullptr;
+    clearCur();
     pendingHooks.clear();
     uint64_t pc = rip();
     uc_err err = uc_emu_start(uc, pc, UNTIL, 0, step ? 1 : 0);
     uint64_t now = rip();
+    BlockInfo *cur = this->cur();
     // A data access fault leaves RIP at the start of the translated block: find the instruction.
     if (stop.kind == STOP_FAULT && stop.access != 2 && cur && now == cur->addr) {
       uint64_t at = faultingInstruction(*cur, stop.address, stop.access);
@@ -232,7 +226,7 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
         ticks -= cur->jcc;
       }
     }
-    cur = nullptr;
+    clearCur();
     if (stop.kind == STOP_RESTART) {
       for (uint64_t a : pendingHooks) addStopHook(a);
       pendingHooks.clear();

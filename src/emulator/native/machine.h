@@ -30,6 +30,25 @@ struct Region {
   uint8_t *host;  // host address of `start`
 };
 
+// What the block hook needs about one block, packed in 32 bytes (two per cache line). The hook's
+// fast path reads only this; everything else about the block is in the BlockInfo of the same slot.
+struct alignas(32) HotBlock {
+  uint64_t addr = NONE;
+  uint64_t target = NONE;  // direct branch target of the last instruction, if any
+  uint64_t key = 0;        // size | gen << 32 | KEY_SLOW: the hook compares it with one load
+  uint32_t ninsns = 0;
+  uint32_t jcc = 0;        // 1 when the last instruction is a Jcc
+};
+static_assert(sizeof(HotBlock) == 32, "HotBlock is half a cache line");
+// Set in a HotBlock's key when the block needs the slow path on every execution (bytes to
+// compare, or a rep string instruction): Machine::expectKey never has it.
+constexpr uint64_t KEY_SLOW = 1ull << 31;
+// Set in Machine::expectKey to send the next block to the slow path too: while a rep string
+// instruction is iterating, and after a block whose bytes are compared (only such a block can be
+// abandoned in the middle by QEMU's precise self-modifying-code path). No HotBlock has it.
+constexpr uint64_t KEY_FORCE = 1ull << 30;
+constexpr uint64_t KEY_SIZE = KEY_FORCE - 1;  // block sizes are below 2^16
+
 // Facts about one translated block, decoded once with capstone (blocks.cc).
 struct BlockInfo {
   uint64_t addr = NONE;
@@ -39,7 +58,7 @@ struct BlockInfo {
   uint64_t target = NONE;     // direct branch target of the last instruction, if any
   uint64_t lastAddr = NONE;   // address of the last instruction
   bool lastRep = false;       // last instruction is a rep-prefixed string instruction
-  uint64_t gen = 0;           // memory-layout generation the host pointer belongs to
+  bool verify = false;        // compare the bytes on every execution (KEY_SLOW in its HotBlock)
   const uint8_t *host = nullptr;  // host bytes of the block when contiguous, else null
   std::vector<uint8_t> bytes;     // the bytes decoded, compared on every execution (SMC check)
   std::vector<uint16_t> offsets;  // instruction start offsets
@@ -89,7 +108,14 @@ struct Machine {
   void setBreakpoints(const std::vector<uint64_t> &addrs);
 
   // blocks.cc
-  BlockInfo *lookup(uint64_t addr, uint32_t size);
+  // Slow path of the block hook: verifies or (re)decodes the slot, counts the block. Returns
+  // false when the run must stop before the block (a stop was requested).
+  bool slowBlock(uint64_t addr, uint32_t size, size_t slot);
+  void decode(uint64_t addr, uint32_t size, size_t slot);
+  // The previous block did not retire to its end (QEMU's precise SMC path): uncount its tail.
+  void abandoned(uint64_t addr, uint32_t size);
+  // Drops every decoded block (memory layout changed or code we trusted was overwritten).
+  void flushBlocks();
   bool isSpecialAt(uint64_t addr, StopKind *kind);
   // fault.cc
   uint64_t faultingInstruction(const BlockInfo &b, uint64_t address, int access);
@@ -103,12 +129,21 @@ struct Machine {
   uint64_t tickLimit = NONE, insnLimit = NONE;
   bool stopping = false;
   Stop stop;
-  BlockInfo *cur = nullptr;  // block counted optimistically and possibly not finished
-
-  // decoded-block cache: direct-mapped
+  // decoded-block cache: direct-mapped, hot part and cold part indexed by the same slot; hot has
+  // one more entry, NO_SLOT, empty (size 0): the "current block" when there is none.
   static constexpr size_t CACHE_BITS = 16;
+  static constexpr size_t NO_SLOT = size_t(1) << CACHE_BITS;
+  HotBlock *hot = nullptr;
   std::vector<BlockInfo> cache;
-  uint64_t gen = 1;  // bumped when host pointers may change (unmap)
+  // The block counted optimistically and possibly not finished (NO_SLOT: none).
+  size_t curSlot = NO_SLOT;
+  BlockInfo *cur() { return curSlot == NO_SLOT ? nullptr : &cache[curSlot]; }
+  uint32_t gen = 1;  // bumped when decoded blocks may be stale (map/unmap/protect, write to trusted code)
+  uint64_t expectKey = uint64_t(1) << 32;  // gen << 32, | KEY_FORCE (see there)
+  bool checkNext = false;                  // the current block's bytes are compared
+  void updateKey() { expectKey = (uint64_t(gen) << 32) | (repInProgress != NONE || checkNext ? KEY_FORCE : 0); }
+  // Pages holding blocks decoded that are not compared: write() into them flushes the cache.
+  std::unordered_set<uint64_t> trustedPages;
 
   // stop-before hooks: one UC_HOOK_CODE per address (breakpoints, rdtsc/rdtscp/cpuid sites)
   std::unordered_map<uint64_t, uc_hook> stopHooks;
@@ -121,9 +156,10 @@ struct Machine {
   bool ignoreBreakpoints = false;
   void addStopHook(uint64_t addr);
 
-  // recent blocks ring
-  struct Recent { uint64_t addr; uint32_t size; };
-  Recent ring[16] = {};
+  void clearCur() { curSlot = NO_SLOT; }
+
+  // recent blocks ring: address | size << 48 (user addresses are below 2^47, blocks below 64 KiB)
+  uint64_t ring[16] = {};
   uint32_t ringPos = 0;
 
   // shadow state that is not a CPU register in Unicorn
@@ -140,6 +176,10 @@ struct Machine {
     if (!uc) throw Error("Machine is closed");
   }
 };
+
+inline size_t slotOf(uint64_t addr) {
+  return size_t((addr * 0x9E3779B97F4A7C15ull) >> (64 - Machine::CACHE_BITS));
+}
 
 // memory.cc: frees the host memory backing a region
 void munmapHost(const Region &r);

@@ -60,7 +60,7 @@ void Machine::map(uint64_t addr, uint64_t size, uint32_t prot) {
   regions.insert(std::upper_bound(regions.begin(), regions.end(), r,
                                   [](const Region &a, const Region &b) { return a.start < b.start; }),
                  r);
-  gen++;
+  flushBlocks();
 }
 
 // Apply `fn` to every region overlapping [addr, end): the region is taken out of Unicorn and
@@ -89,7 +89,7 @@ static void rework(Machine *m, uint64_t addr, uint64_t end, F fn) {
   }
   std::sort(out.begin(), out.end(), [](const Region &a, const Region &b) { return a.start < b.start; });
   m->regions = std::move(out);
-  m->gen++;
+  m->flushBlocks();
 }
 
 void Machine::unmap(uint64_t addr, uint64_t size) {
@@ -164,9 +164,16 @@ void Machine::write(uint64_t addr, const uint8_t *data, uint64_t size) {
   eachPiece(this, "write", addr, size, [&](uint8_t *h, uint64_t a, uint64_t n, uint64_t done) {
     memcpy(h, data + done, n);
     // Unicorn does not see writes through our pointer: drop code translated from these bytes.
-    // Our own block cache notices by comparing bytes.
     uc_ctl_remove_cache(uc, a, a + n);
   });
+  // Our block cache compares the bytes of blocks on guest-writable pages; blocks elsewhere are
+  // trusted, so a write into their pages drops them (rare: loaders write code before it runs).
+  if (!trustedPages.empty())
+    for (uint64_t p = addr & ~(PAGE - 1); p < addr + size; p += PAGE)
+      if (trustedPages.count(p)) {
+        flushBlocks();
+        break;
+      }
 }
 
 }  // namespace ra
