@@ -134,6 +134,32 @@ test('code rewritten in place then run again: counts follow the new code', (t) =
   m.close();
 });
 
+test('code on a read-only page rewritten with write() then run again: counts follow the new code', (t) => {
+  // Blocks on pages the guest cannot write are not compared on each run: write() must drop them.
+  const { m } = machine('mov ecx, 10\n1: dec ecx\n jnz 1b\n syscall', PROT_READ | PROT_EXEC);
+  m.run();
+  t.is(m.ticks, 10);
+  t.is(m.instructions, 22);
+  // Different code at the same addresses: a loop of 2 iterations.
+  const replaced = asm('mov ecx, 10\n1: inc ecx\n cmp ecx, 12\n jne 1b\n syscall');
+  m.write(CODE, replaced);
+  m.setReg('rip', BigInt(CODE));
+  m.setCounters(0, 0);
+  t.deepEqual(m.run(), { kind: 'syscall' });
+  t.is(m.ticks, 2);
+  t.is(m.instructions, 1 + 2 * 3 + 1);
+  // Same length and block sizes as the previous code: jne (75) becomes jmp (eb), no tick.
+  const j = asm('mov ecx, 10\n1: inc ecx\n cmp ecx, 12\n jmp 2f\n2: syscall');
+  t.is(j.length, replaced.length);
+  m.write(CODE, j);
+  m.setReg('rip', BigInt(CODE));
+  m.setCounters(0, 0);
+  t.deepEqual(m.run(), { kind: 'syscall' });
+  t.is(m.ticks, 0);
+  t.is(m.instructions, 5);
+  m.close();
+});
+
 test('guest self-modifying code is counted as the new code', (t) => {
   // Runs a loop, then overwrites the loop's jnz with two nops and runs it again.
   const { m } = machine(`
