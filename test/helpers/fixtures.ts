@@ -19,7 +19,7 @@ export function fixture(name: string, cflags: string[] = ['-O1']): string {
   if (existsSync(out)) return out;
   mkdirSync(OUT_DIR, { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
-  execFileSync('gcc', [...cflags, '-o', tmp, src], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('gcc', ['-o', tmp, src, ...cflags], { stdio: ['ignore', 'ignore', 'inherit'] });
   renameSync(tmp, out);  // atomic: concurrent test processes never see half a binary
   return out;
 }
