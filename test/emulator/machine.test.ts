@@ -270,13 +270,131 @@ test('invalid instructions are reported with bytes and text', (t) => {
   const { m } = machine('inc ebx\n vaddps ymm0, ymm1, ymm2\n syscall');
   t.deepEqual(m.run(), { kind: 'invalid-instruction', rip: CODE + 2, bytes: Buffer.from([0xc5, 0xf4, 0x58, 0xc2]), text: 'vaddps ymm0, ymm1, ymm2' });
   t.is(m.instructions, 1);
-  const p = machine('popcnt rax, rbx\n syscall').m;
-  t.like(p.run(), { kind: 'invalid-instruction', rip: CODE, text: 'popcnt rax, rbx' });
+  // (popcnt used to be the example here: it is emulated now, see the POPCNT tests)
+  const p = machine('pclmulqdq xmm0, xmm1, 0\n syscall').m;
+  t.like(p.run(), { kind: 'invalid-instruction', rip: CODE, text: 'pclmulqdq xmm0, xmm1, 0' });
   const u = machine('ud2').m;
   t.like(u.run(), { kind: 'invalid-instruction', rip: CODE, text: 'ud2' });
   m.close();
   p.close();
   u.close();
+});
+
+const FLAGS_ALL = 0x8d5n; // CF PF AF ZF SF OF
+const flagBits = (f: bigint) => f & FLAGS_ALL;
+
+test('POPCNT (emulated): 16/32/64-bit register forms, destination widths and flags', (t) => {
+  const { m, code } = machine(`
+    mov rbx, 0xf0f0f0f0f0f0f0f0
+    mov rax, -1
+    mov r15, -1
+    mov r9, -1
+    xor r10d, r10d
+    mov r11, 0xcd5
+    push r11
+    popfq
+    popcnt ax, bx
+    pushfq
+    pop r12
+    popcnt r15d, ebx
+    popcnt rdx, rbx
+    popcnt r9, r10
+    pushfq
+    pop r13
+    popcnt r14d, r10d
+    cld
+    syscall
+  `);
+  t.deepEqual(m.run(), { kind: 'syscall' });
+  t.is(m.getReg('rax'), 0xffffffffffff0008n); // 16-bit destination keeps bits 16-63
+  t.is(m.getReg('r15'), 16n); // 32-bit destination zero-extends
+  t.is(m.getReg('rdx'), 32n);
+  t.is(m.getReg('r9'), 0n);
+  t.is(m.getReg('r14'), 0n);
+  t.is(flagBits(m.getReg('r12')), 0n); // nonzero source: CF OF SF AF PF ZF all clear
+  t.is(flagBits(m.getReg('r13')), 0x40n); // zero source: only ZF
+  t.is(m.getReg('r12') & ~FLAGS_ALL, 0x402n); // DF (set before) untouched, reserved bit 1 set
+  t.is(m.instructions, 19);
+  t.is(m.ticks, 0);
+  t.is(rip(m), CODE + code.length);
+  m.close();
+});
+
+test('POPCNT (emulated): memory sources (rip-relative, SIB, disp8, fs:) and exact counts in a loop', (t) => {
+  const { m } = machine(`
+    popcnt eax, dword ptr [rip + data]
+    lea rbx, [rip + data]
+    mov esi, 1
+    popcnt r8, qword ptr [rbx + rsi*8 - 8]
+    popcnt r9w, word ptr [rbx + 2]
+    popcnt r10, qword ptr fs:[8]
+    xor edx, edx
+    mov ecx, 5
+  1:
+    popcnt rdi, rcx
+    add rdx, rdi
+    dec ecx
+    jnz 1b
+    syscall
+  data:
+    .quad 0x00ff00ff0000000f
+  `);
+  m.setReg('fs_base', BigInt(STACK));
+  m.write(STACK + 8, Buffer.from('0700000000000080', 'hex'));
+  t.deepEqual(m.run(), { kind: 'syscall' });
+  t.is(m.getReg('rax'), 4n);
+  t.is(m.getReg('r8'), 20n);
+  t.is(m.getReg('r9') & 0xffffn, 0n);
+  t.is(m.getReg('r10'), 4n);
+  t.is(m.getReg('rdx'), 2n + 1n + 2n + 1n + 1n);
+  t.is(m.ticks, 5);
+  t.is(m.instructions, 8 + 5 * 4 + 1);
+  m.close();
+});
+
+test('POPCNT (emulated): a bad memory source is a memory fault at the instruction; step executes it', (t) => {
+  const { m } = machine('inc ebx\n popcnt rax, qword ptr [0x10]\n syscall');
+  t.deepEqual(m.run(), { kind: 'memory-fault', rip: CODE + 2, address: 0x10, access: 'read', cause: 'unmapped' });
+  t.is(m.instructions, 1);
+  const s = machine('mov ebx, 7\n popcnt eax, ebx\n syscall').m;
+  t.deepEqual(s.step(), { kind: 'budget' });
+  t.deepEqual(s.step(), { kind: 'budget' });
+  t.is(Number(s.getReg('rip')), CODE + 5 + 4);
+  t.is(s.getReg('rax'), 3n);
+  t.is(s.instructions, 2);
+  t.deepEqual(s.run(), { kind: 'syscall' });
+  t.is(s.instructions, 3);
+  m.close();
+  s.close();
+});
+
+test('MOVBE (emulated): loads and stores of 16/32/64 bits', (t) => {
+  const { m } = machine(`
+    lea rbx, [rip + data]
+    mov rax, -1
+    movbe rax, qword ptr [rbx]
+    mov r8, -1
+    movbe r8d, dword ptr [rbx]
+    mov rdx, -1
+    movbe dx, word ptr [rbx]
+    mov rsi, 0x1122334455667788
+    movbe qword ptr [rbx + 8], rsi
+    movbe dword ptr [rbx + 16], esi
+    movbe word ptr [rbx + 20], si
+    syscall
+  data:
+    .byte 1, 2, 3, 4, 5, 6, 7, 8
+    .quad 0, 0
+  `);
+  t.deepEqual(m.run(), { kind: 'syscall' });
+  t.is(m.getReg('rax'), 0x0102030405060708n);
+  t.is(m.getReg('r8'), 0x01020304n);
+  t.is(m.getReg('rdx'), 0xffffffffffff0102n);
+  const data = Number(m.getReg('rbx'));
+  t.is(m.read(data + 8, 8).toString('hex'), '1122334455667788');
+  t.is(m.read(data + 16, 6).toString('hex'), '556677887788');
+  t.is(m.instructions, 12);
+  m.close();
 });
 
 test('interrupts: int3, int 0x80, division by zero, hlt', (t) => {

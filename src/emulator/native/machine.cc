@@ -238,6 +238,26 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
       }
       continue;
     }
+    if (err == UC_ERR_INSN_INVALID || stop.kind == STOP_INVALID) {
+      // POPCNT/MOVBE: emulated here, then the run goes on after them (step: that was the step).
+      Emulated e = emulateInvalid(now);
+      if (e == EMU_DONE) {
+        if (step) {
+          result.kind = STOP_BUDGET;
+          result.rip = rip();
+          skipAddr = NONE;
+          return result;
+        }
+        skipAddr = NONE;
+        continue;
+      }
+      if (e == EMU_FAULT) {
+        result = stop;
+        result.rip = now;
+        skipAddr = NONE;
+        return result;
+      }
+    }
     result = stop;
     if (err == UC_ERR_INSN_INVALID || (result.kind == STOP_INVALID)) {
       result.kind = STOP_INVALID;

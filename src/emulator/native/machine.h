@@ -117,6 +117,10 @@ struct Machine {
   // Drops every decoded block (memory layout changed or code we trusted was overwritten).
   void flushBlocks();
   bool isSpecialAt(uint64_t addr, StopKind *kind);
+  // emulate.cc: POPCNT and MOVBE, which Unicorn 2.0.1 raises #UD for
+  enum Emulated { EMU_NO, EMU_DONE, EMU_FAULT };
+  Emulated emulateInvalid(uint64_t rip);  // EMU_FAULT: `stop` describes a memory fault
+  bool guestAccess(uint64_t addr, uint8_t *buf, size_t n, bool write);
   // fault.cc
   uint64_t faultingInstruction(const BlockInfo &b, uint64_t address, int access);
 
