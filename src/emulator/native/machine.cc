@@ -27,7 +27,20 @@ static NOINLINE void slowPath(Machine *m, uint64_t addr, uint32_t size) {
   const HotBlock &p = m->hot[m->curSlot];
   if (addr - p.addr < (p.key & KEY_SIZE) && addr != p.target) m->abandoned(addr, size);
   size_t slot = slotOf(addr);
-  if (!m->slowBlock(addr, size, slot)) return;
+  const HotBlock &h = m->hot[slot];
+  const BlockInfo &b = m->cache[slot];
+  if (h.addr == addr && h.key == (size | uint64_t(m->gen) << 32 | KEY_SLOW) && m->repInProgress == NONE && b.host && !b.lastRep &&
+      memcmp(b.host, b.bytes.data(), size) == 0) {
+    // A known block on a guest-writable page, bytes unchanged (the common case for JIT code).
+    // (libc memcmp: measured faster here than an inline word loop over guest memory.)
+    m->ticks += h.jcc;
+    m->instructions += h.ninsns;
+    m->repInProgress = NONE;
+    m->checkNext = true;
+    m->updateKey();
+  } else if (!m->slowBlock(addr, size, slot)) {
+    return;
+  }
   m->curSlot = slot;
   m->ring[m->ringPos++ & 15] = addr | uint64_t(size) << 48;
 }
