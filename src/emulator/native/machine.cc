@@ -150,6 +150,13 @@ Machine::Machine(bool counting_) : counting(counting_), hot(new HotBlock[size_t(
     must(uc_hook_add(uc, &h, UC_HOOK_INTR, (void *)onInterrupt, this, 1, 0), "interrupt hook");
     must(uc_hook_add(uc, &h, UC_HOOK_MEM_INVALID, (void *)onMemInvalid, this, 1, 0), "memory hook");
     must(uc_hook_add(uc, &h, UC_HOOK_INSN_INVALID, (void *)onInvalidInsn, this, 1, 0), "invalid-instruction hook");
+    // Linux runs user code with CR4.OSFXSR | OSXMMEXCPT; Unicorn 2.0.1 starts with them clear, and
+    // QEMU's FXSAVE/FXRSTOR then skip MXCSR and XMM0-15 (glibc's _dl_runtime_resolve_fxsave lost
+    // a double argument that way). Keep the other bits (long mode needs PAE).
+    uint64_t cr4 = 0;
+    must(uc_reg_read(uc, UC_X86_REG_CR4, &cr4), "read cr4");
+    cr4 |= (1u << 9) | (1u << 10);
+    must(uc_reg_write(uc, UC_X86_REG_CR4, &cr4), "write cr4");
   } catch (...) {
     close();
     throw;
@@ -219,6 +226,11 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
     clearCur();
     pendingHooks.clear();
     uint64_t pc = rip();
+    // uc_emu_start with a count only limits blocks translated while it is set: blocks cached by
+    // an earlier run would execute whole. Drop them before the first step after a run. (The
+    // other way round, Unicorn flushes by itself when a run follows steps.)
+    if (step && !lastStep) uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0));
+    lastStep = step;
     uc_err err = uc_emu_start(uc, pc, UNTIL, 0, step ? 1 : 0);
     uint64_t now = rip();
     BlockInfo *cur = this->cur();

@@ -158,6 +158,7 @@ struct Machine {
   uint64_t repInProgress = NONE;  // a rep string instruction already counted, iterating
   uint64_t lastBreakpoint = NONE;
   bool ignoreBreakpoints = false;
+  bool lastStep = false;  // the last uc_emu_start had a count (step)
   void addStopHook(uint64_t addr);
 
   void clearCur() { curSlot = NO_SLOT; }
