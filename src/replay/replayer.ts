@@ -280,7 +280,7 @@ class Replayer {
       case 'invalid-instruction':
         return this.diverge(
           `the replay CPU cannot execute ${stop.text} (bytes ${Buffer.from(stop.bytes).toString('hex')}) at 0x${stop.rip.toString(16)}; expected ${expected}`,
-          `${lastBlocks(m)}\n\nhint: the recorded program used an instruction the emulator lacks (AVX, FMA, POPCNT, RDRAND...). ` +
+          `${lastBlocks(m)}\n\nhint: the recorded program used an instruction the emulator lacks (AVX, FMA, XSAVE, RDRAND, SHA...). ` +
             'Record again on this build of replay-anywhere so its CPU-feature mask applies; programs that probe CPUID themselves need CPUID faulting (Intel) or an option of their own (e.g. OPENSSL_ia32cap).',
         );
       case 'memory-fault':

@@ -1,0 +1,69 @@
+// Every benchmark of the project in one run: the emulator microbenchmark, the trace store, and
+// record/replay against native, pinned strace and qemu-x86_64. Writes bench/results.json and
+// bench/report.md, and prints the report.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runEmulatorBench } from './emulator.ts';
+import { formatRecordReplayTable, runRecordReplayBench } from './record-replay.ts';
+import { runTraceBench } from './trace.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
+
+function version(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0].trim();
+  } catch {
+    return 'not found';
+  }
+}
+
+const machine = {
+  date: new Date().toISOString(),
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  kernel: release(),
+  node: process.version,
+  qemu: version('qemu-x86_64', ['--version']),
+  strace: version('strace', ['-V']),
+};
+
+say('emulator microbenchmark');
+const emulator = await runEmulatorBench();
+say('trace store');
+const trace = runTraceBench({ quiet: true });
+say('record and replay (native, strace, record, qemu-x86_64, replay)');
+const recordReplay = await runRecordReplayBench();
+
+const results = { machine, emulator, trace, recordReplay };
+writeFileSync(join(here, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+
+const g = (x: number) => (x / 1e9).toFixed(2);
+const report = [
+  `# Benchmark report`,
+  '',
+  `${machine.date.slice(0, 10)} on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.qemu}. Median of ${process.env.BENCH_RUNS ?? 3} runs for whole commands.`,
+  '',
+  '## Record and replay',
+  '',
+  formatRecordReplayTable(recordReplay),
+  '',
+  '## Emulator (bench/emulator.ts)',
+  '',
+  `| instructions | plain Unicorn | with tick counting | counting cost |`,
+  `|---|---|---|---|`,
+  `| ${emulator.instructions} | ${g(emulator.plainInstructionsPerSecond)} G/s | ${g(emulator.countingInstructionsPerSecond)} G/s | ${emulator.ratio.toFixed(2)}x |`,
+  '',
+  '## Trace store (bench/trace.ts)',
+  '',
+  `| events | raw MB | write MB/s | read MB/s | random access ms | event compression | overall compression |`,
+  `|---|---|---|---|---|---|---|`,
+  `| ${trace.events} | ${trace.rawEventMB.toFixed(1)} | ${trace.writeMBs.toFixed(1)} | ${trace.readMBs.toFixed(1)} | ${trace.randomAccessMs.toFixed(1)} | ${trace.eventCompressionRatio.toFixed(1)}x | ${trace.overallCompressionRatio.toFixed(1)}x |`,
+  '',
+].join('\n');
+writeFileSync(join(here, 'report.md'), report);
+process.stdout.write(report);
