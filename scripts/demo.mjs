@@ -12,7 +12,8 @@ const cli = join(root, 'bin', 'replay-anywhere.js');
 const dir = mkdtempSync(join(tmpdir(), 'replay-anywhere-demo-'));
 const programs = [
   ['ls', '-la', '/usr'],
-  ['python3', '-c', 'import hashlib; print(sum(range(10**6)), hashlib.sha256(b"replay").hexdigest()[:16])'],
+  // Debian's python3 by path: a python3 earlier on PATH may be a shell-script shim (pyenv) that forks.
+  ['/usr/bin/python3', '-c', 'import hashlib; print(sum(range(10**6)), hashlib.sha256(b"replay").hexdigest()[:16])'],
 ];
 
 function step(title, args, capture = false) {
@@ -32,7 +33,7 @@ try {
     const summaryPath = join(dir, `summary-${i}.json`);
     const rep = step('run', ['run', '--summary-json', summaryPath, trace], true);
     const summary = JSON.parse(readFileSync(summaryPath, 'utf8'));
-    const same = rec.stdout.equals(rep.stdout) && rec.status === rep.status && summary.verified;
+    const same = rec.status === 0 && rec.stdout.equals(rep.stdout) && rec.status === rep.status && summary.verified;
     process.stderr.write(
       `\n${same ? 'OK' : 'MISMATCH'}: ${program.join(' ')}: recorded exit ${rec.status}, replayed exit ${rep.status}, ` +
         `output ${rec.stdout.equals(rep.stdout) ? 'identical' : 'different'} (${rec.stdout.length} bytes), ` +
