@@ -10,7 +10,7 @@ export function openTrace(path: string | undefined, command: string): TraceReade
   try {
     return TraceReader.open(path);
   } catch (err) {
-    if (err instanceof TraceFormatError) throw new UserError(`${command}: ${path}: ${err.message}`);
+    if (err instanceof TraceFormatError) throw new UserError(`${command}: ${err.message}`);
     throw new UserError(`${command}: cannot read ${path}: ${(err as Error).message}`);
   }
 }

@@ -2,6 +2,7 @@
 // checks that the emulator reached the same state, then applies what the kernel did.
 // No host syscall is ever made on the trace's behalf: output comes from the emulator's memory.
 import type { Machine, StopReason } from '../emulator/machine.ts';
+import { TraceFormatError } from '../trace/errors.ts';
 import type { TraceReader } from '../trace/reader.ts';
 import type { ExecEvent, RdtscEvent, SignalEvent, SyscallEvent, TraceEvent, UserRegName } from '../trace/schema.ts';
 import { syscallName } from '../trace/syscall-names.ts';
@@ -130,6 +131,7 @@ class Replayer {
     try {
       this.space = new AddressSpace(ev, (b) => this.reader.bytes(b));
     } catch (err) {
+      if (err instanceof TraceFormatError) throw err;
       throw this.diverge(`cannot build the address space of ${ev.path}: ${(err as Error).message}`);
     }
     this.ticksAtExec = ev.ticks ?? 0;

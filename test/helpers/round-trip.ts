@@ -5,18 +5,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ReplaySummary } from '../../src/cli/commands/run.ts';
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'replay-anywhere.js');
 
-export interface ReplaySummary {
-  verified: boolean;
-  exitStatus: number | null;
-  instructions: number;
-  ticks: number;
-  events: number;
-  seconds: number;
-  divergence: null | { event: number; reason: string };
-}
+export type { ReplaySummary };
 
 export interface RoundTrip {
   trace: string;

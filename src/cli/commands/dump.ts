@@ -103,7 +103,7 @@ const command: Command = {
         n++;
       }
     } catch (err) {
-      if (err instanceof TraceFormatError) throw new UserError(`dump: ${args.positional[0]}: ${err.message}`);
+      if (err instanceof TraceFormatError) throw new UserError(`dump: ${err.message}`);
       throw err;
     } finally {
       reader.close();

@@ -1,13 +1,16 @@
 // `replay-anywhere run FILE`: replay a trace in the emulator, show the program's output again,
 // exit with the recorded exit status.
 import { writeFileSync } from 'node:fs';
-import { replayTrace } from '../../replay/replayer.ts';
+import { replayTrace, type ReplayResult } from '../../replay/replayer.ts';
 import { TraceFormatError } from '../../trace/errors.ts';
 import { parseArgs } from '../args.ts';
 import { UserError } from '../errors.ts';
 import { openTrace } from '../open-trace.ts';
 import { Progress } from '../progress.ts';
 import type { Command } from '../main.ts';
+
+/** What --summary-json writes: the replay result without the multi-line report. */
+export type ReplaySummary = Omit<ReplayResult, 'divergence'> & { divergence: null | { event: number; reason: string } };
 
 /** Exit status of `run` when the replay diverged from the trace. */
 export const DIVERGENCE_EXIT_STATUS = 125;
@@ -44,7 +47,7 @@ const command: Command = {
         onProgress: (done, total) => progress.update(done, total),
       });
     } catch (err) {
-      if (err instanceof TraceFormatError) throw new UserError(`run: ${args.positional[0]}: ${err.message}`);
+      if (err instanceof TraceFormatError) throw new UserError(`run: ${err.message}`);
       throw err;
     } finally {
       progress.clear();
@@ -53,7 +56,7 @@ const command: Command = {
     const summaryPath = args.options.get('summary-json');
     if (typeof summaryPath === 'string') {
       const { divergence, ...rest } = result;
-      const summary = { ...rest, divergence: divergence && { event: divergence.event, reason: divergence.reason } };
+      const summary: ReplaySummary = { ...rest, divergence: divergence && { event: divergence.event, reason: divergence.reason } };
       writeFileSync(summaryPath, JSON.stringify(summary, null, 2) + '\n');
     }
     if (result.divergence) {
