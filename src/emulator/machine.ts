@@ -5,7 +5,9 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const here = dirname(fileURLToPath(import.meta.url));
+// The CLI bundle (scripts/setup.mjs) defines RA_SOURCE_DIR, since import.meta.url is then the bundle's.
+declare const RA_SOURCE_DIR: string | undefined;
+const here = typeof RA_SOURCE_DIR === 'string' ? join(RA_SOURCE_DIR, 'emulator') : dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 
 interface NativeStop {

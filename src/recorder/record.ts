@@ -11,7 +11,10 @@ import type { CpuidLeaf, Mapping, MemoryWrite, TickMode, TraceEvent } from '../t
 import { RecordSplitter, type HelperRecord, type RawMapping, type RawWrite } from './stream.ts';
 import { DEFAULT_MASKED_FEATURES, maskEnv } from './cpu-mask.ts';
 
-export const HELPER_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'recorder-native', 'build', 'ra-recorder');
+// The CLI bundle (scripts/setup.mjs) defines RA_SOURCE_DIR, since import.meta.url is then the bundle's.
+declare const RA_SOURCE_DIR: string | undefined;
+const sourceDir = typeof RA_SOURCE_DIR === 'string' ? RA_SOURCE_DIR : join(dirname(fileURLToPath(import.meta.url)), '..');
+export const HELPER_PATH = join(sourceDir, 'recorder-native', 'build', 'ra-recorder');
 const PRODUCER = 'replay-anywhere 0.1.0';
 
 export interface RecordOptions {
