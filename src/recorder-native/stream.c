@@ -11,7 +11,8 @@
 //   3 EXEC        EV, STR path, u32 argc, argc x STR, BYTES regs(216), BYTES fpregs(512),
 //                 BYTES auxv, u64 brk, u32 nmaps, nmaps x MAPPING
 //   4 SYSCALL     EV, u64 number, BYTES regs(216), i64 result, u32 noReturn, u32 nwrites,
-//                 nwrites x WRITE, u32 nmaps, nmaps x MAPPING
+//                 nwrites x WRITE, u32 nmaps, nmaps x MAPPING, u32 hasOutput, [BYTES output],
+//                 u32 notOurOutput (it wrote to fd 1/2, but that fd was not the recording's stdout/stderr)
 //   5 RDTSC       EV, u64 rip, u32 isRdtscp, u64 value, u32 aux
 //   6 SIGNAL      EV, u32 signo, i32 code, u32 synchronous, u64 addr, BYTES regs, u32 fatal,
 //                 u32 nwrites, nwrites x WRITE, u32 hasHandlerRegs, [BYTES handlerRegs]
@@ -20,6 +21,8 @@
 //   9 STOPPED     STR message   (recording stopped on something unsupported; the program was killed)
 //  10 ERROR       STR message   (helper failure)
 //  11 END         (clean end of the stream: the recorded process tree is gone)
+//  12 CLONE       EV (creating thread), u32 childPid, u32 childTid, u64 flags, BYTES regs(216),
+//                 BYTES fpregs(512), u32 nwrites, nwrites x WRITE (into the child's memory)
 // The stream is buffered and flushed at event boundaries before the tracee may block, so a killed
 // helper loses at most the events of the last few milliseconds, never half a record that the
 // reader would take for whole (a truncated record is detected by its length).

@@ -7,6 +7,7 @@
 // interrupted) is harmless: the bytes are what memory holds anyway. Missing one is not.
 #include "ra.h"
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -19,6 +20,9 @@
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <asm/prctl.h>
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x1000
+#endif
 
 static const char *const names[] = {
 #include "syscall_names.h"
@@ -258,6 +262,20 @@ void sc_exit(struct sc_ctx *c) {
     default:
       if (r == -EINVAL) break;
       { char w[64]; snprintf(w, sizeof w, "with option %llu", (unsigned long long)A0); unsupported(c, w); }
+    }
+    break;
+  // Process creation: the child and its first registers are a clone record of their own (tracer.c).
+  case SYS_fork: case SYS_vfork: break;
+  case SYS_clone:  // clone(flags, stack, parent_tid, child_tid, tls)
+    if (ok && (A0 & (CLONE_PARENT_SETTID | CLONE_PIDFD))) W(A2, 4);
+    break;
+  case SYS_clone3:
+    if (ok) {
+      uint64_t args[4] = {0};  // flags, pidfd, child_tid, parent_tid
+      if (A1 >= 32 && mem_read(c->memfd, A0, args, sizeof args) == sizeof args) {
+        if (args[0] & CLONE_PIDFD) W(args[1], 4);
+        if (args[0] & CLONE_PARENT_SETTID) W(args[3], 4);
+      }
     }
     break;
   case SYS_futex: {

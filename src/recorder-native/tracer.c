@@ -1,6 +1,9 @@
-// The ptrace loop. One tracee thread for now; per-thread state lives in `struct thread`, every
-// record carries pid and tid, so following fork/clone children (PTRACE_O_TRACECLONE, one runnable
-// thread at a time) adds a thread table and a scheduler, not a new design.
+// The ptrace loop. Every process of the tree is traced (PTRACE_O_TRACEFORK/VFORK/CLONE); per-thread
+// state lives in `struct thread`, keyed by tid, and every record carries pid and tid. Processes run
+// concurrently (each has its own memory, so their events only need to be in an order the recorder
+// observed); the trace's order is that order. A new process appears as a clone record, written
+// before any event of the child. Threads (CLONE_VM without CLONE_VFORK) are not supported yet: the
+// recording stops at their creation.
 //
 // No-PMU mode: events happen only at syscalls. An asynchronous signal that arrives while the
 // tracee runs user code is held back and re-injected at the exit of the tracee's next syscall, so
@@ -18,6 +21,9 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
+#include <sched.h>
+#include <linux/sched.h>
 #include <linux/perf_event.h>
 
 struct thread {
@@ -31,12 +37,63 @@ struct thread {
   bool at_boundary;       // the last stop was a syscall exit and the tracee has not run since
   struct user_regs_struct exit_regs;
   int held_signal;        // async signal held back until the next syscall exit
+  bool fresh;             // a new tracee whose initial stop came before its parent's fork event
   struct sc_ctx sc;
 };
 
+static struct thread **threads;
+static int nthreads, capthreads;
+
+static struct thread *find_thread(pid_t tid) {
+  for (int k = 0; k < nthreads; k++) if (threads[k]->tid == tid) return threads[k];
+  return NULL;
+}
+
+static struct buf writes;
+static void record_write(struct sc_ctx *c, uint64_t addr, uint64_t len);
+
+static struct thread *add_thread(pid_t tid, pid_t pid) {
+  if (nthreads == capthreads) {
+    capthreads = capthreads ? capthreads * 2 : 16;
+    threads = realloc(threads, sizeof *threads * (size_t)capthreads);
+    if (!threads) { fprintf(stderr, "ra-recorder: out of memory\n"); _exit(70); }
+  }
+  struct thread *t = calloc(1, sizeof *t);
+  if (!t) { fprintf(stderr, "ra-recorder: out of memory\n"); _exit(70); }
+  t->tid = tid; t->pid = pid; t->memfd = -1; t->pmu_fd = -1;
+  t->sc.pid = tid; t->sc.memfd = -1;
+  t->sc.write = record_write;
+  t->sc.writes = &writes;
+  threads[nthreads++] = t;
+  return t;
+}
+
+static void remove_thread(struct thread *t) {
+  for (int k = 0; k < nthreads; k++) {
+    if (threads[k] != t) continue;
+    threads[k] = threads[--nthreads];
+    break;
+  }
+  if (t->memfd >= 0) close(t->memfd);
+  if (t->pmu_fd >= 0) close(t->pmu_fd);
+  free(t->sc.output.p);
+  free(t);
+}
+
+// Kill every tracee and reap them (EXITKILL would do it too when the helper exits).
+static void kill_all(void) {
+  for (int k = 0; k < nthreads; k++) kill(threads[k]->tid, SIGKILL);
+  int st;
+  for (;;) {
+    pid_t w = waitpid(-1, &st, __WALL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) break;
+  }
+}
+
 static const struct tracer_opts *opts;
 static uint64_t nevents;
-static struct buf rec, writes;
+static struct buf rec;
 
 static void ev_prefix(struct thread *t) {
   buf_u32(&rec, (uint32_t)t->pid);
@@ -85,9 +142,8 @@ static int stop_recording(pid_t pid, const char *fmt, const char *what) {
   char msg[512];
   snprintf(msg, sizeof msg, fmt, what);
   stream_message(REC_STOPPED, "%s: recording stopped at event %llu", msg, (unsigned long long)nevents);
-  kill(pid, SIGKILL);
-  int st;
-  while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {}
+  (void)pid;
+  kill_all();
   return 1;
 }
 
@@ -162,6 +218,27 @@ static int record_exec(struct thread *t) {
   return 0;
 }
 
+// Whether the syscall writes to fd 1 or 2 and that fd is the recording's own stdout/stderr (the
+// same file as the helper's). Replay echoes only those: a child writing into a pipe of the
+// recorded program (sh -c 'ls | sort') is not the user's output. Syscalls not writing to fd 1/2
+// count as "ours" (nothing to echo either way).
+static bool writes_to_our_output(struct thread *t, struct sc_ctx *c) {
+  long nr = (long)c->entry.orig_rax;
+  uint64_t fd;
+  switch (nr) {
+  case SYS_write: case SYS_writev: case SYS_pwrite64: case SYS_pwritev: case SYS_pwritev2: case SYS_sendfile:
+    fd = c->entry.rdi; break;
+  case SYS_copy_file_range: case SYS_splice: fd = c->entry.rdx; break;
+  default: return true;
+  }
+  if (fd != 1 && fd != 2) return true;
+  char link[64];
+  struct stat a, b;
+  snprintf(link, sizeof link, "/proc/%d/fd/%d", t->tid, (int)fd);
+  if (stat(link, &a) < 0 || fstat((int)fd, &b) < 0) return false;
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 static void emit_syscall(struct thread *t, bool no_return) {
   struct sc_ctx *c = &t->sc;
   ev_prefix(t);
@@ -188,6 +265,7 @@ static void emit_syscall(struct thread *t, bool no_return) {
   }
   buf_u32(&rec, c->has_output && !no_return);
   if (c->has_output && !no_return) buf_bytes(&rec, c->output.p, c->output.len);
+  buf_u32(&rec, !no_return && !writes_to_our_output(t, c));
   emit(REC_SYSCALL);
   writes.len = 0;
   c->nwrites = 0;
@@ -287,55 +365,249 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
   return 0;
 }
 
+// clone flags of the process-creating syscall the thread is in (read at its entry).
+static uint64_t creation_flags(struct thread *t, const struct user_regs_struct *entry, uint64_t *child_tid) {
+  *child_tid = 0;
+  switch ((long)entry->orig_rax) {
+  case SYS_fork: return SIGCHLD;
+  case SYS_vfork: return CLONE_VM | CLONE_VFORK | SIGCHLD;
+  case SYS_clone: *child_tid = entry->r10; return entry->rdi;
+  case SYS_clone3: {
+    uint64_t args[3] = {0};  // flags, pidfd, child_tid
+    if (mem_read(t->memfd, entry->rdi, args, sizeof args) != sizeof args) return 0;
+    *child_tid = args[2];
+    return args[0];
+  }
+  default: return 0;
+  }
+}
+
+// A process-creation event-stop of `t`: take the child's initial stop, write the clone record
+// (before any event of the child) and let the child run.
+static int on_new_child(struct thread *t, pid_t child) {
+  struct thread *c = find_thread(child);
+  int st;
+  if (!c) {
+    for (;;) {
+      pid_t w = waitpid(child, &st, __WALL);
+      if (w == child) break;
+      if (w < 0 && errno != EINTR) { stream_message(REC_ERROR, "waitpid for the new process %d: %s", child, strerror(errno)); return -1; }
+    }
+    if (!WIFSTOPPED(st)) { stream_message(REC_ERROR, "the new process %d ended before its first instruction", child); return -1; }
+    c = add_thread(child, child);
+  }
+  c->fresh = false;
+  c->pid = child;
+  c->execed = true;
+  c->memfd = mem_open(child);
+  c->sc.memfd = c->memfd;
+  if (c->memfd < 0) { stream_message(REC_ERROR, "cannot open /proc/%d/mem: %s", child, strerror(errno)); return -1; }
+  if (opts->pmu) {
+    c->pmu_fd = pmu_attach(child, opts->pmu_config);
+    if (c->pmu_fd < 0) { stream_message(REC_ERROR, "perf_event_open for process %d: %s", child, strerror(errno)); return -1; }
+  }
+  uint64_t ctid;
+  uint64_t flags = creation_flags(t, &t->sc.entry, &ctid);
+  struct user_regs_struct regs;
+  struct user_fpregs_struct fpregs;
+  if (ptrace(PTRACE_GETREGS, child, 0, &regs) < 0 || ptrace(PTRACE_GETFPREGS, child, 0, &fpregs) < 0) {
+    stream_message(REC_ERROR, "cannot read the registers of the new process %d: %s", child, strerror(errno));
+    return -1;
+  }
+  ev_prefix(t);
+  buf_u32(&rec, (uint32_t)child);
+  buf_u32(&rec, (uint32_t)child);
+  buf_u64(&rec, flags);
+  buf_bytes(&rec, &regs, sizeof regs);
+  buf_bytes(&rec, &fpregs, sizeof fpregs);
+  // CLONE_CHILD_SETTID: the kernel wrote the child's tid into the child's memory (glibc's fork
+  // does this to its thread descriptor). The child's memory is what replay must see.
+  if ((flags & CLONE_CHILD_SETTID) && ctid) {
+    buf_u32(&rec, 1);
+    buf_u64(&rec, ctid);
+    buf_u64(&rec, 4);
+    mem_read_zero(c->memfd, ctid, buf_grow(&rec, 4), 4);
+  } else {
+    buf_u32(&rec, 0);
+  }
+  emit(REC_CLONE);
+  if (ptrace(PTRACE_SYSCALL, child, 0, 0) < 0 && errno != ESRCH) {  // swallow its initial SIGSTOP
+    stream_message(REC_ERROR, "ptrace resume of the new process %d: %s", child, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static int resume_thread(struct thread *t, int how, int sig) {
+  if (t->at_boundary && t->held_signal && !sig) {  // re-inject a held-back signal at this syscall exit
+    sig = t->held_signal;
+    t->held_signal = 0;
+  }
+  if (ptrace(how, t->tid, 0, sig) < 0 && errno != ESRCH) {
+    stream_message(REC_ERROR, "ptrace resume: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+enum { GO_ON = 0, NO_RESUME = 1, FAILED = -1, STOPPED = -2 };
+
+// One stop of a known tracee. Sets *how and *sig for its resumption (GO_ON).
+static int handle_stop(struct thread *t, int st, int *how, int *sig) {
+  bool was_boundary = t->at_boundary;
+  t->at_boundary = false;
+  int signo = WSTOPSIG(st), event = st >> 16;
+  *how = t->execed ? PTRACE_SYSCALL : PTRACE_CONT;
+  *sig = 0;
+  if (event == PTRACE_EVENT_EXEC) {
+    t->exec_pending = true;
+    *how = PTRACE_SYSCALL;
+    return GO_ON;
+  }
+  if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_CLONE) {
+    unsigned long child = 0;
+    if (ptrace(PTRACE_GETEVENTMSG, t->tid, 0, &child) < 0) { stream_message(REC_ERROR, "PTRACE_GETEVENTMSG: %s", strerror(errno)); return FAILED; }
+    if (on_new_child(t, (pid_t)child) < 0) return FAILED;
+    return GO_ON;
+  }
+  if (event != 0) return GO_ON;  // other ptrace events are not enabled
+  if (signo == (SIGTRAP | 0x80)) {
+    struct __ptrace_syscall_info info;
+    if (ptrace(PTRACE_GET_SYSCALL_INFO, t->tid, sizeof info, &info) <= 0) {
+      stream_message(REC_ERROR, "PTRACE_GET_SYSCALL_INFO: %s", strerror(errno));
+      return FAILED;
+    }
+    *how = PTRACE_SYSCALL;
+    if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
+      struct sc_ctx *c = &t->sc;
+      ptrace(PTRACE_GETREGS, t->tid, 0, &c->entry);
+      long nr = (long)c->entry.orig_rax;
+      if (nr == SYS_clone || nr == SYS_clone3) {
+        uint64_t ctid, flags = creation_flags(t, &c->entry, &ctid);
+        if ((flags & CLONE_THREAD) || ((flags & CLONE_VM) && !(flags & CLONE_VFORK))) {
+          char what[64];
+          snprintf(what, sizeof what, "%s with flags 0x%llx", syscall_name(nr), (unsigned long long)flags);
+          stop_recording(t->tid, "threads are not supported yet (%s: pthread_create or a clone sharing memory)", what);
+          return STOPPED;
+        }
+      }
+      c->nwrites = 0;
+      writes.len = 0;
+      sc_entry(c);
+      t->in_recorded_syscall = true;
+      if (nr == SYS_rseq) {
+        // rseq lets the kernel write the rseq area at any preemption, behind the recorder's back:
+        // the registration fails with ENOSYS instead (glibc then runs without it).
+        struct user_regs_struct r = c->entry;
+        r.orig_rax = (uint64_t)-1;
+        ptrace(PTRACE_SETREGS, t->tid, 0, &r);
+        t->skip_syscall = true;
+      }
+      if (nr == SYS_exit || nr == SYS_exit_group) {
+        c->result = 0;
+        emit_syscall(t, true);
+        t->in_recorded_syscall = false;
+      }
+      // A syscall that may block: what is recorded so far goes out now, so a recorder killed
+      // while the program waits loses nothing. Otherwise batch (flushed every 20 ms or 64 KiB).
+      if (may_block(nr) || nr == SYS_vfork || stream_should_flush()) stream_flush();
+      return GO_ON;
+    }
+    // Syscall exit.
+    struct user_regs_struct regs;
+    ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
+    if (t->skip_syscall) {
+      regs.rax = (uint64_t)-ENOSYS;
+      ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+      t->skip_syscall = false;
+    }
+    if (t->exec_pending) {
+      t->exec_pending = false;
+      if (t->execed && t->in_recorded_syscall) {
+        t->sc.result = 0;
+        emit_syscall(t, true);
+      }
+      t->in_recorded_syscall = false;
+      if (record_exec(t) < 0) return FAILED;
+      ptrace(PTRACE_GETREGS, t->tid, 0, &t->exit_regs);
+      t->at_boundary = true;
+      return GO_ON;
+    }
+    if (!t->in_recorded_syscall) return GO_ON;
+    t->in_recorded_syscall = false;
+    t->sc.result = (int64_t)regs.rax;
+    sc_exit(&t->sc);
+    if (t->sc.unsupported[0]) { stop_recording(t->tid, "%s", t->sc.unsupported); return STOPPED; }
+    emit_syscall(t, false);
+    t->exit_regs = regs;
+    t->at_boundary = true;
+    return GO_ON;
+  }
+  // A signal-delivery-stop (group-stops do not happen: stop signals end the recording first).
+  if (!t->execed) { *sig = signo == SIGSTOP ? 0 : signo; return GO_ON; }
+  siginfo_t si;
+  if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0) return GO_ON;
+  struct user_regs_struct regs;
+  ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
+  if (signo == SIGSEGV && si.si_code == SI_KERNEL) {
+    ev_prefix(t);
+    if (rdtsc_try_emulate(t->tid, t->memfd, &regs, &rec)) { emit(REC_RDTSC); return GO_ON; }
+    rec.len = 0;
+  }
+  if (!is_sync(signo, &si) && !(was_boundary && memcmp(&regs, &t->exit_regs, sizeof regs) == 0)) {
+    // Asynchronous, in the middle of user code: without ticks replay could not place it. Hold it
+    // back until the next syscall exit.
+    if (t->held_signal && t->held_signal != signo) {
+      stop_recording(t->tid, "two asynchronous signals pending at once (%s): not supported yet", strsignal(signo));
+      return STOPPED;
+    }
+    t->held_signal = signo;
+    return GO_ON;
+  }
+  int r = deliver_signal(t, signo, &si, &regs, sig);
+  if (r < 0) { stream_message(REC_ERROR, "signal delivery: %s", strerror(errno)); return FAILED; }
+  if (r > 0) return STOPPED;
+  return GO_ON;
+}
+
 int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
   opts = o;
-  struct thread th = { .tid = child, .pid = child, .memfd = -1, .pmu_fd = -1 };
-  struct thread *t = &th;
-  t->sc.pid = child;
-  t->sc.write = record_write;
-  t->sc.writes = &writes;
+  struct thread *first = add_thread(child, child);
   int st;
   while (waitpid(child, &st, __WALL) < 0) if (errno != EINTR) { stream_message(REC_ERROR, "waitpid: %s", strerror(errno)); return 1; }
   if (!WIFSTOPPED(st)) {
     stream_message(REC_ERROR, "the program did not start (ptrace set-up failed)");
     return 1;
   }
-  long options = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL;
+  long options = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
+                 PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE;
   if (ptrace(PTRACE_SETOPTIONS, child, 0, options) < 0) {
     stream_message(REC_ERROR, "PTRACE_SETOPTIONS: %s", strerror(errno));
     kill(child, SIGKILL);
     return 1;
   }
   if (o->pmu) {
-    t->pmu_fd = pmu_attach(child, o->pmu_config);
-    if (t->pmu_fd < 0) { stream_message(REC_ERROR, "perf_event_open for the tracee: %s", strerror(errno)); kill(child, SIGKILL); return 1; }
+    first->pmu_fd = pmu_attach(child, o->pmu_config);
+    if (first->pmu_fd < 0) { stream_message(REC_ERROR, "perf_event_open for the tracee: %s", strerror(errno)); kill(child, SIGKILL); return 1; }
   }
-  int resume = PTRACE_CONT, resume_sig = 0;
+  if (resume_thread(first, PTRACE_CONT, 0) < 0) { kill_all(); return 1; }
   for (;;) {
-    if (t->at_boundary && t->held_signal) {  // re-inject a held-back signal at this syscall exit
-      resume_sig = t->held_signal;
-      t->held_signal = 0;
-    }
     if (stream_should_flush()) stream_flush();
-    if (ptrace(resume, t->tid, 0, resume_sig) < 0 && errno != ESRCH) {
-      stream_message(REC_ERROR, "ptrace resume: %s", strerror(errno));
-      kill(child, SIGKILL);
-      return 1;
-    }
-    resume_sig = 0;
     pid_t w;
     while ((w = waitpid(-1, &st, __WALL)) < 0) {
       if (errno == EINTR && ra_interrupted) {
         stream_message(REC_STOPPED, "recording interrupted by %s at event %llu", strsignal(ra_interrupted), (unsigned long long)nevents);
-        kill(child, SIGKILL);
-        while (waitpid(child, &st, __WALL) < 0 && errno == EINTR) {}
+        kill_all();
         return 1;
       }
-      if (errno != EINTR) { stream_message(REC_ERROR, "waitpid: %s", strerror(errno)); return 1; }
+      if (errno != EINTR) { stream_message(REC_ERROR, "waitpid: %s", strerror(errno)); kill_all(); return 1; }
     }
-    if (w != t->tid) continue;
-    bool was_boundary = t->at_boundary;
-    t->at_boundary = false;
+    struct thread *t = find_thread(w);
+    if (!t) {
+      // A new tracee stopping before its parent's fork event was seen: wait for that event.
+      if (WIFSTOPPED(st)) add_thread(w, w)->fresh = true;
+      continue;
+    }
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
       if (!t->execed) {
         int e = 0;
@@ -348,112 +620,28 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
         stream_flush();
         return 1;
       }
-      ev_prefix(t);
-      buf_u32(&rec, WIFSIGNALED(st));
-      buf_u32(&rec, WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-      buf_u32(&rec, 1);
-      emit(REC_EXIT);
-      struct buf b = {0};
-      stream_record(REC_END, &b);
+      if (!t->fresh) {
+        ev_prefix(t);
+        buf_u32(&rec, WIFSIGNALED(st));
+        buf_u32(&rec, WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+        buf_u32(&rec, 1);
+        emit(REC_EXIT);
+      }
+      remove_thread(t);
+      if (nthreads == 0) {
+        struct buf b = {0};
+        stream_record(REC_END, &b);
+        stream_flush();
+        return 0;
+      }
       stream_flush();
-      return 0;
-    }
-    if (!WIFSTOPPED(st)) continue;
-    int sig = WSTOPSIG(st), event = st >> 16;
-    resume = t->execed ? PTRACE_SYSCALL : PTRACE_CONT;
-    if (event == PTRACE_EVENT_EXEC) {
-      t->exec_pending = true;
-      resume = PTRACE_SYSCALL;
       continue;
     }
-    if (event != 0) continue;  // other ptrace events are not enabled yet
-    if (sig == (SIGTRAP | 0x80)) {
-      struct __ptrace_syscall_info info;
-      if (ptrace(PTRACE_GET_SYSCALL_INFO, t->tid, sizeof info, &info) <= 0) {
-        stream_message(REC_ERROR, "PTRACE_GET_SYSCALL_INFO: %s", strerror(errno));
-        kill(child, SIGKILL);
-        return 1;
-      }
-      resume = PTRACE_SYSCALL;
-      if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
-        struct sc_ctx *c = &t->sc;
-        ptrace(PTRACE_GETREGS, t->tid, 0, &c->entry);
-        long nr = (long)c->entry.orig_rax;
-        if (nr == SYS_fork || nr == SYS_vfork || nr == SYS_clone || nr == SYS_clone3)
-          return stop_recording(child, "fork/clone not supported yet (%s)", syscall_name(nr));
-        c->nwrites = 0;
-        writes.len = 0;
-        sc_entry(c);
-        t->in_recorded_syscall = true;
-        if (nr == SYS_rseq) {
-          // rseq lets the kernel write the rseq area at any preemption, behind the recorder's back:
-          // the registration fails with ENOSYS instead (glibc then runs without it).
-          struct user_regs_struct r = c->entry;
-          r.orig_rax = (uint64_t)-1;
-          ptrace(PTRACE_SETREGS, t->tid, 0, &r);
-          t->skip_syscall = true;
-        }
-        if (nr == SYS_exit || nr == SYS_exit_group) {
-          c->result = 0;
-          emit_syscall(t, true);
-          t->in_recorded_syscall = false;
-        }
-        // A syscall that may block: what is recorded so far goes out now, so a recorder killed
-        // while the program waits loses nothing. Otherwise batch (flushed every 20 ms or 64 KiB).
-        if (may_block(nr) || stream_should_flush()) stream_flush();
-        continue;
-      }
-      // Syscall exit.
-      struct user_regs_struct regs;
-      ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
-      if (t->skip_syscall) {
-        regs.rax = (uint64_t)-ENOSYS;
-        ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
-        t->skip_syscall = false;
-      }
-      if (t->exec_pending) {
-        t->exec_pending = false;
-        if (t->execed && t->in_recorded_syscall) {
-          t->sc.result = 0;
-          emit_syscall(t, true);
-        }
-        t->in_recorded_syscall = false;
-        if (record_exec(t) < 0) { kill(child, SIGKILL); return 1; }
-        ptrace(PTRACE_GETREGS, t->tid, 0, &t->exit_regs);
-        t->at_boundary = true;
-        continue;
-      }
-      if (!t->in_recorded_syscall) continue;
-      t->in_recorded_syscall = false;
-      t->sc.result = (int64_t)regs.rax;
-      sc_exit(&t->sc);
-      if (t->sc.unsupported[0]) return stop_recording(child, "%s", t->sc.unsupported);
-      emit_syscall(t, false);
-      t->exit_regs = regs;
-      t->at_boundary = true;
-      continue;
-    }
-    // A signal-delivery-stop (group-stops do not happen: stop signals end the recording first).
-    if (!t->execed) { resume_sig = sig == SIGSTOP ? 0 : sig; continue; }
-    siginfo_t si;
-    if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0) continue;
-    struct user_regs_struct regs;
-    ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
-    if (sig == SIGSEGV && si.si_code == SI_KERNEL) {
-      ev_prefix(t);
-      if (rdtsc_try_emulate(t->tid, t->memfd, &regs, &rec)) { emit(REC_RDTSC); continue; }
-      rec.len = 0;
-    }
-    if (!is_sync(sig, &si) && !(was_boundary && memcmp(&regs, &t->exit_regs, sizeof regs) == 0)) {
-      // Asynchronous, in the middle of user code: without ticks replay could not place it. Hold it
-      // back until the next syscall exit.
-      if (t->held_signal && t->held_signal != sig)
-        return stop_recording(child, "two asynchronous signals pending at once (%s): not supported yet", strsignal(sig));
-      t->held_signal = sig;
-      continue;
-    }
-    int r = deliver_signal(t, sig, &si, &regs, &resume_sig);
-    if (r < 0) { stream_message(REC_ERROR, "signal delivery: %s", strerror(errno)); kill(child, SIGKILL); return 1; }
-    if (r > 0) return 1;
+    if (!WIFSTOPPED(st) || t->fresh) continue;
+    int how, sig;
+    int r = handle_stop(t, st, &how, &sig);
+    if (r == STOPPED) return 1;
+    if (r == FAILED) { kill_all(); return 1; }
+    if (r == GO_ON && resume_thread(t, how, sig) < 0) { kill_all(); return 1; }
   }
 }

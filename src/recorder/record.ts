@@ -78,6 +78,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
   let info: Extract<HelperRecord, { type: 'info' }> | undefined;
   let cpuid: CpuidLeaf[] = [];
   let exitStatus: number | undefined;
+  let firstPid: number | undefined;
   let ended = false;
   let reason: string | undefined;
   let startError: ProgramStartError | undefined;
@@ -134,6 +135,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
     let e: TraceEvent;
     switch (r.type) {
       case 'exec':
+        firstPid ??= r.pid;
         e = { kind: 'exec', ...base, path: r.path, argv: r.argv, regs: copy(r.regs), fpregs: copy(r.fpregs), auxv: copy(r.auxv), brk: r.brk, mappings: r.mappings.map((m) => mapping(w, m)) };
         break;
       case 'syscall':
@@ -141,6 +143,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
         if (r.mappings.length) e.mappings = r.mappings.map((m) => mapping(w, m));
         if (r.noReturn) e.noReturn = true;
         if (r.output) e.output = w.bytes(r.output);
+        if (r.notOurOutput) e.notOurOutput = true;
         break;
       case 'rdtsc':
         e = { kind: 'rdtsc', ...base, rip: r.rip, insn: r.rdtscp ? 'rdtscp' : 'rdtsc', value: r.value };
@@ -151,9 +154,14 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
         if (r.synchronous) e.addr = r.addr;
         if (r.handlerRegs) e.handlerRegs = copy(r.handlerRegs);
         break;
+      case 'clone':
+        e = { kind: 'clone', ...base, childPid: r.childPid, childTid: r.childTid, flags: r.flags, regs: copy(r.regs), fpregs: copy(r.fpregs) };
+        if (r.writes.length) e.writes = writes(w, r.writes);
+        break;
       case 'exit':
         e = { kind: 'exit', ...base, code: r.signaled ? null : r.value, signal: r.signaled ? r.value : null, processExit: r.processExit };
-        if (r.processExit) exitStatus = r.signaled ? 128 + r.value : r.value;
+        // `record` exits with the status of the first process (the one it started).
+        if (r.processExit && r.pid === firstPid) exitStatus = r.signaled ? 128 + r.value : r.value;
         break;
     }
     w.append(e);

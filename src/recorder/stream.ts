@@ -10,6 +10,7 @@
 //                 u32 nmaps, nmaps x MAPPING
 //   4 SYSCALL     EV, u64 number, BYTES regs, i64 result, u32 noReturn, u32 nwrites, WRITE...,
 //                 u32 nmaps, MAPPING..., u32 hasOutput, [BYTES output copied to stdout/stderr by the kernel]
+//                 u32 notOurOutput (wrote to fd 1/2, but not the recording's stdout/stderr: a pipe of the program)
 //   5 RDTSC       EV, u64 rip, u32 isRdtscp, u64 value, u32 aux
 //   6 SIGNAL      EV, u32 signo, i32 code, u32 synchronous, u64 addr, BYTES regs, u32 fatal,
 //                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs]
@@ -18,9 +19,11 @@
 //   9 STOPPED     STR message
 //  10 ERROR       STR message
 //  11 END
+//  12 CLONE       EV (the creating thread), u32 childPid, u32 childTid, u64 flags, BYTES regs, BYTES fpregs,
+//                 u32 nwrites, WRITE... (what the kernel wrote into the child's memory: CLONE_CHILD_SETTID)
 import type { CpuidLeaf } from '../trace/schema.ts';
 
-export const RecType = { Info: 1, Cpuid: 2, Exec: 3, Syscall: 4, Rdtsc: 5, Signal: 6, Exit: 7, ExecFailed: 8, Stopped: 9, Error: 10, End: 11 } as const;
+export const RecType = { Info: 1, Cpuid: 2, Exec: 3, Syscall: 4, Rdtsc: 5, Signal: 6, Exit: 7, ExecFailed: 8, Stopped: 9, Error: 10, End: 11, Clone: 12 } as const;
 
 /** Bytes are views into the stream's buffers: copy (or hand to TraceWriter.bytes) before keeping. */
 export interface RawMapping { start: number; end: number; prot: number; flags: number; fileOffset: number; name: string; data?: Uint8Array }
@@ -31,9 +34,10 @@ export type HelperRecord =
   | { type: 'info'; cpuidFaulting: boolean; pmu: boolean; pmuText: string; cpu: number; xcr0: number }
   | { type: 'cpuid'; leaves: CpuidLeaf[] }
   | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[] } & Ev)
-  | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array } & Ev)
+  | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; notOurOutput: boolean } & Ev)
   | ({ type: 'rdtsc'; rip: number; rdtscp: boolean; value: bigint; aux: number } & Ev)
   | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array } & Ev)
+  | ({ type: 'clone'; childPid: number; childTid: number; flags: number; regs: Uint8Array; fpregs: Uint8Array; writes: RawWrite[] } & Ev)
   | ({ type: 'exit'; signaled: boolean; value: number; processExit: boolean } & Ev)
   | { type: 'exec-failed'; errno: number; message: string }
   | { type: 'stopped'; message: string }
@@ -94,7 +98,8 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
       const writes = c.list(() => c.write());
       const mappings = c.list(() => c.mapping());
       const output = c.u32() ? c.bytes() : undefined;
-      return { type: 'syscall', ...ev, number, regs, result, noReturn, writes, mappings, output };
+      const notOurOutput = c.u32() !== 0;
+      return { type: 'syscall', ...ev, number, regs, result, noReturn, writes, mappings, output, notOurOutput };
     }
     case RecType.Rdtsc: {
       const ev = c.ev();
@@ -109,6 +114,10 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
     case RecType.Exit: {
       const ev = c.ev();
       return { type: 'exit', ...ev, signaled: c.u32() !== 0, value: c.u32(), processExit: c.u32() !== 0 };
+    }
+    case RecType.Clone: {
+      const ev = c.ev(), childPid = c.u32(), childTid = c.u32(), flags = c.u64(), regs = c.bytes(), fpregs = c.bytes();
+      return { type: 'clone', ...ev, childPid, childTid, flags, regs, fpregs, writes: c.list(() => c.write()) };
     }
     case RecType.ExecFailed: return { type: 'exec-failed', errno: c.u32(), message: c.str() };
     case RecType.Stopped: return { type: 'stopped', message: c.str() };

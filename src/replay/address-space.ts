@@ -14,6 +14,9 @@ const MREMAP_DONTUNMAP = 4;
 
 const SYS_MMAP = 9, SYS_MPROTECT = 10, SYS_MUNMAP = 11, SYS_BRK = 12, SYS_MREMAP = 25;
 
+const CHUNK = 1 << 22;
+const ZEROS = Buffer.alloc(CHUNK);
+
 export type ResolveBytes = (b: Bytes) => Uint8Array;
 
 export class AddressSpace {
@@ -23,8 +26,18 @@ export class AddressSpace {
   private brk: number;
   private stack: { start: number; end: number } | undefined;
 
-  constructor(exec: ExecEvent, resolve: ResolveBytes) {
-    for (const m of exec.mappings) this.applyMapping(m, resolve);
+  /** From an exec event (a new process image), or as a copy of `parent` (fork: same mappings,
+   * protections, contents, program break and stack; registers are the caller's to set). */
+  constructor(from: ExecEvent | AddressSpace, resolve?: ResolveBytes) {
+    if (from instanceof AddressSpace) {
+      this.copyMemory(from.machine);
+      this.brk = from.brk;
+      this.brkMappedEnd = from.brkMappedEnd;
+      this.stack = from.stack && { ...from.stack };
+      return;
+    }
+    const exec = from;
+    for (const m of exec.mappings) this.applyMapping(m, resolve!);
     const stack = exec.mappings.find((m) => m.name === '[stack]');
     this.stack = stack && { start: stack.start, end: stack.end };
     const heap = exec.mappings.find((m) => m.name === '[heap]');
@@ -32,6 +45,17 @@ export class AddressSpace {
     this.brkMappedEnd = Math.max(pageUp(exec.brk), heap?.end ?? 0);
     this.machine.setUserRegs(exec.regs);
     this.machine.setFxsave(exec.fpregs);
+  }
+
+  /** Every region of `source` with its protection and contents (all-zero chunks are left as mapped). */
+  private copyMemory(source: Machine): void {
+    for (const r of source.regions()) {
+      this.machine.map(r.start, r.end - r.start, r.prot);
+      for (let a = r.start; a < r.end; a += CHUNK) {
+        const data = source.read(a, Math.min(CHUNK, r.end - a));
+        if (!data.equals(ZEROS.subarray(0, data.length))) this.machine.write(a, data);
+      }
+    }
   }
 
   close(): void {

@@ -1,10 +1,10 @@
 // Replays a trace on emulator Machines: runs each process image until its next recorded event,
 // checks that the emulator reached the same state, then applies what the kernel did.
 // No host syscall is ever made on the trace's behalf: output comes from the emulator's memory.
-import type { Machine, StopReason } from '../emulator/machine.ts';
+import type { Machine, StopReason, ThreadContext } from '../emulator/machine.ts';
 import { TraceFormatError } from '../trace/errors.ts';
 import type { TraceReader } from '../trace/reader.ts';
-import type { ExecEvent, RdtscEvent, SignalEvent, SyscallEvent, TraceEvent, UserRegName } from '../trace/schema.ts';
+import type { CloneEvent, ExecEvent, ExitEvent, RdtscEvent, SignalEvent, SyscallEvent, TraceEvent, UserRegName } from '../trace/schema.ts';
 import { syscallName } from '../trace/syscall-names.ts';
 import { AddressSpace } from './address-space.ts';
 import { CpuidTable } from './cpuid.ts';
@@ -37,6 +37,13 @@ const COMPARED_AT_SYSCALL: readonly UserRegName[] = [
 ];
 const SYS_WRITE = 1, SYS_WRITEV = 20, SYS_SENDFILE = 40, SYS_ARCH_PRCTL = 158;
 const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002;
+const SYS_RT_SIGRETURN = 15;
+/** Offsets in the rt_sigframe the kernel builds (pretcode, then the ucontext): uc_mcontext is at
+ * frame + 48; its u64 registers in sigcontext order, then cs, and the fpstate pointer at +184. */
+const MCONTEXT = 48;
+const SIGCONTEXT_REGS: readonly UserRegName[] = ['r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rdi', 'rsi', 'rbp', 'rbx', 'rdx', 'rax', 'rcx', 'rsp', 'rip', 'eflags'];
+const SYS_CLONE = 56, SYS_FORK = 57, SYS_VFORK = 58, SYS_CLONE3 = 435;
+const CLONE_VM = 0x100, CLONE_VFORK = 0x4000;
 /** Instructions per native run slice between progress reports. */
 const SLICE = 200_000_000;
 
@@ -44,8 +51,34 @@ export function replayTrace(reader: TraceReader, opts: ReplayOptions = {}): Repl
   return new Replayer(reader, opts).run();
 }
 
+/** One replayed thread: its address space and, while another thread of that space is loaded in
+ * the engine, its saved context. Threads are created by exec (a new image) and clone events. */
+interface ThreadState {
+  pid: number;
+  tid: number;
+  space: AddressSpace;
+  /** Saved registers and counters while not loaded; undefined while loaded or before it first runs. */
+  ctx?: ThreadContext;
+  /** Registers and FPU state it starts with (a clone child not yet loaded). */
+  start?: { regs: Uint8Array; fpregs: Uint8Array };
+  /** Stopped at a syscall whose event comes later (a fork parent, a vfork child waiting for the parent). */
+  parked: boolean;
+  /** Ticks at its start (the exec event's), subtracted in the summary. */
+  tickBase: number;
+  /** Counters when it was last unloaded. */
+  ticks: number;
+  instructions: number;
+}
+
 class Replayer {
-  private space: AddressSpace | undefined;
+  /** Live threads by tid. Processes each have their own AddressSpace; a vfork child shares its parent's. */
+  private readonly threads = new Map<number, ThreadState>();
+  /** The thread whose context is in each space's engine. */
+  private readonly loaded = new Map<AddressSpace, ThreadState>();
+  /** The vfork child running in a space (its parent waits until it execs or exits). */
+  private readonly vforkChild = new Map<AddressSpace, ThreadState>();
+  /** The thread of the event being applied. */
+  private current: ThreadState | undefined;
   private readonly cpuid: CpuidTable;
   private readonly pmuTicks: boolean;
   private instructionsBefore = 0;
@@ -76,7 +109,7 @@ class Replayer {
       if (!(err instanceof Divergence)) throw err;
       divergence = { event: err.event, reason: err.reason, report: err.report };
     } finally {
-      this.retireSpace();
+      for (const th of [...this.threads.values()]) this.retireThread(th);
     }
     this.opts.onProgress?.(this.eventNumber, count);
     return {
@@ -95,47 +128,143 @@ class Replayer {
       case 'exec':
         return this.applyExec(ev);
       case 'syscall':
+        this.enter(ev);
         return this.applySyscall(ev);
       case 'rdtsc':
+        this.enter(ev);
         return this.applyRdtsc(ev);
       case 'signal':
+        this.enter(ev);
         return this.applySignal(ev);
-      case 'exit':
-        if (ev.processExit && ev.pid === this.firstPid) this.exitStatus = ev.code ?? 128 + (ev.signal ?? 0);
-        if (ev.processExit) this.retireSpace();
-        return;
       case 'clone':
+        this.enter(ev);
+        return this.applyClone(ev);
+      case 'exit':
+        return this.applyExit(ev);
       case 'switch':
-        throw this.diverge(`${ev.kind} events (processes and threads) are not replayed yet`);
+        throw this.diverge('switch events (threads) are not replayed yet');
     }
   }
 
   private get machine(): Machine {
-    if (!this.space) throw this.diverge('the trace has an event before any exec event');
-    return this.space.machine;
+    if (!this.current) throw this.diverge('the trace has an event before any exec event');
+    return this.current.space.machine;
   }
 
-  private retireSpace(): void {
-    if (!this.space) return;
-    this.instructionsBefore += this.space.machine.instructions;
-    this.ticksBefore += this.space.machine.ticks - this.ticksAtExec;
-    this.space.close();
-    this.space = undefined;
+  private get space(): AddressSpace {
+    if (!this.current) throw this.diverge('the trace has an event before any exec event');
+    return this.current.space;
   }
 
-  private ticksAtExec = 0;
+  /** Make the event's thread current: its context loaded in its space's engine. A vfork child
+   * sharing the space first runs to the syscall that ends its vfork (exec or exit): the parent
+   * cannot run before that. */
+  private enter(ev: { pid: number; tid: number }): void {
+    const th = this.threads.get(ev.tid);
+    if (!th) throw this.diverge(`event of thread ${ev.pid}/${ev.tid}, which the trace has not created (no exec or clone event for it)`);
+    const child = this.vforkChild.get(th.space);
+    if (child && child !== th && !child.parked) {
+      this.load(child);
+      const stop = this.runToNextStop();
+      if (stop.kind !== 'syscall') throw this.unexpectedStop(stop, `the vfork child ${child.pid} to reach the syscall that ends its vfork (exec or exit)`);
+      child.parked = true;
+    }
+    this.load(th);
+  }
+
+  private load(th: ThreadState): void {
+    this.current = th;
+    const m = th.space.machine;
+    const cur = this.loaded.get(th.space);
+    if (cur === th) return;
+    if (cur) {
+      cur.ticks = m.ticks;
+      cur.instructions = m.instructions;
+      cur.ctx = m.saveContext();
+    }
+    if (th.ctx) {
+      m.restoreContext(th.ctx);
+      th.ctx = undefined;
+    } else if (th.start) {
+      m.setUserRegs(th.start.regs);
+      m.setFxsave(th.start.fpregs);
+      m.setCounters(0, 0);
+      th.start = undefined;
+    }
+    this.loaded.set(th.space, th);
+  }
+
+  /** A thread ends (exit, or exec replacing its image): count its work, free its space when unused. */
+  private retireThread(th: ThreadState): void {
+    const m = th.space.machine;
+    const isLoaded = this.loaded.get(th.space) === th;
+    const ticks = isLoaded ? m.ticks : th.ticks;
+    const instructions = isLoaded ? m.instructions : th.instructions;
+    this.instructionsBefore += instructions;
+    this.ticksBefore += ticks - th.tickBase;
+    this.threads.delete(th.tid);
+    if (isLoaded) this.loaded.delete(th.space);
+    if (this.vforkChild.get(th.space) === th) this.vforkChild.delete(th.space);
+    if (this.current === th) this.current = undefined;
+    if (![...this.threads.values()].some((x) => x.space === th.space)) {
+      this.loaded.delete(th.space);
+      this.vforkChild.delete(th.space);
+      th.space.close();
+    }
+  }
 
   private applyExec(ev: ExecEvent): void {
-    this.retireSpace();
+    const old = this.threads.get(ev.tid);
+    if (old) this.retireThread(old);
     this.firstPid ??= ev.pid;
+    let space: AddressSpace;
     try {
-      this.space = new AddressSpace(ev, (b) => this.reader.bytes(b));
+      space = new AddressSpace(ev, (b) => this.reader.bytes(b));
     } catch (err) {
       if (err instanceof TraceFormatError) throw err;
       throw this.diverge(`cannot build the address space of ${ev.path}: ${(err as Error).message}`);
     }
-    this.ticksAtExec = ev.ticks ?? 0;
-    this.space.machine.setCounters(this.ticksAtExec, 0);
+    const tickBase = ev.ticks ?? 0;
+    space.machine.setCounters(tickBase, 0);
+    const th: ThreadState = { pid: ev.pid, tid: ev.tid, space, parked: false, tickBase, ticks: tickBase, instructions: 0 };
+    this.threads.set(ev.tid, th);
+    this.loaded.set(space, th);
+    this.current = th;
+  }
+
+  private applyExit(ev: ExitEvent): void {
+    if (ev.processExit && ev.pid === this.firstPid) this.exitStatus = ev.code ?? 128 + (ev.signal ?? 0);
+    const th = this.threads.get(ev.tid);
+    if (th) this.retireThread(th);
+  }
+
+  /** fork, vfork, clone of a process: the parent runs to its creating syscall (whose own event, with
+   * the child's pid as result, comes later) and the child starts from the recorded registers, in a
+   * copy of the parent's memory (fork) or sharing it until it execs or exits (vfork). */
+  private applyClone(ev: CloneEvent): void {
+    const parent = this.current!;
+    if (!parent.parked) {
+      const stop = this.runToNextStop();
+      if (stop.kind !== 'syscall') throw this.unexpectedStop(stop, 'the syscall creating a process (fork, vfork, clone)');
+      const nr = Number(this.machine.getReg('rax'));
+      if (![SYS_CLONE, SYS_FORK, SYS_VFORK, SYS_CLONE3].includes(nr)) {
+        throw this.diverge(`expected a syscall creating process ${ev.childPid} (fork, vfork, clone, clone3), the program made ${syscallName(nr)} (${nr})`, `last blocks executed:\n${lastBlocks(this.machine)}`);
+      }
+      parent.parked = true;
+    }
+    if (this.threads.has(ev.childTid)) throw this.diverge(`clone event: thread ${ev.childTid} already exists`);
+    if ((ev.flags & CLONE_VM) && !(ev.flags & CLONE_VFORK)) throw this.diverge('clone events of threads (CLONE_VM without CLONE_VFORK) are not replayed yet');
+    const shared = (ev.flags & CLONE_VM) !== 0;
+    const space = shared ? parent.space : new AddressSpace(parent.space);
+    for (const w of ev.writes ?? []) space.machine.write(w.addr, this.reader.bytes(w.data));
+    const child: ThreadState = {
+      pid: ev.childPid, tid: ev.childTid, space, parked: false, tickBase: 0, ticks: 0, instructions: 0,
+      start: { regs: ev.regs, fpregs: ev.fpregs },
+    };
+    this.threads.set(ev.childTid, child);
+    if (shared) this.vforkChild.set(space, child);
+    else this.load(child);
+    this.load(parent);
   }
 
   /** Run until something the trace must account for: a syscall, rdtsc, fault or other stop.
@@ -161,7 +290,7 @@ class Replayer {
           if (isXgetbv(stop.bytes) && this.answerXgetbv(stop.rip)) continue;
           return stop;
         case 'memory-fault':
-          if (stop.cause === 'unmapped' && stop.access !== 'fetch' && this.space!.growStack(stop.address)) continue;
+          if (stop.cause === 'unmapped' && stop.access !== 'fetch' && this.space.growStack(stop.address)) continue;
           return stop;
         default:
           return stop;
@@ -181,7 +310,9 @@ class Replayer {
   }
 
   private applySyscall(ev: SyscallEvent): void {
-    const stop = this.runToNextStop();
+    const th = this.current!;
+    const stop: StopReason = th.parked ? { kind: 'syscall' } : this.runToNextStop();
+    th.parked = false;
     const m = this.machine;
     if (stop.kind !== 'syscall') throw this.unexpectedStop(stop, `syscall ${syscallName(ev.number)}`);
     const actual = m.getUserRegs();
@@ -194,10 +325,29 @@ class Replayer {
     }
     if (ev.noReturn) return;
     this.echoOutput(ev);
+    if (ev.number === SYS_RT_SIGRETURN) return this.sigreturn(ev);
     this.applyCpuEffects(ev);
-    this.space!.applySyscall(ev, (b) => this.reader.bytes(b));
+    this.space.applySyscall(ev, (b) => this.reader.bytes(b));
     for (const w of ev.writes) m.write(w.addr, this.reader.bytes(w.data));
     m.setReg('rax', BigInt.asUintN(64, BigInt(ev.result)));
+  }
+
+  /** rt_sigreturn: the registers and FPU state come back from the signal frame, as the kernel does
+   * (the handler returned into the restorer with rsp just past the frame's return address). */
+  private sigreturn(ev: SyscallEvent): void {
+    const m = this.machine;
+    const frame = Number(m.getReg('rsp')) - 8;
+    const sc = m.read(frame + MCONTEXT, 192);
+    const dv = new DataView(sc.buffer, sc.byteOffset, sc.byteLength);
+    const regs = m.getUserRegs();
+    SIGCONTEXT_REGS.forEach((name, i) => setReg(regs, name, dv.getBigUint64(i * 8, true)));
+    m.setUserRegs(regs);
+    const fpstate = Number(dv.getBigUint64(184, true));
+    if (fpstate !== 0) m.setFxsave(m.read(fpstate, 512));
+    const rax = m.getReg('rax');
+    if (rax !== BigInt.asUintN(64, BigInt(ev.result))) {
+      throw this.diverge(`rt_sigreturn restored rax ${hex(rax)} from the signal frame, the recording returned ${hex(BigInt.asUintN(64, BigInt(ev.result)))}`);
+    }
   }
 
   private compareSyscallEntry(ev: SyscallEvent, actual: Uint8Array): string | null {
@@ -220,7 +370,7 @@ class Replayer {
   /** What the program wrote to stdout/stderr, read from the emulator's memory (never from the host). */
   private echoOutput(ev: SyscallEvent): void {
     const out = this.opts.output;
-    if (!out || ev.result <= 0) return;
+    if (!out || ev.result <= 0 || ev.notOurOutput) return;
     if (ev.output) {
       // Copied by the kernel from a file (copy_file_range, sendfile, splice): the out fd is the
       // first argument of sendfile, the third of the others.
@@ -247,6 +397,7 @@ class Replayer {
   }
 
   private applyRdtsc(ev: RdtscEvent): void {
+    if (this.current!.parked) throw this.diverge(`expected ${ev.insn} at 0x${ev.rip.toString(16)}, but the thread is stopped at a syscall`);
     const stop = this.runToNextStop();
     if (stop.kind !== 'rdtsc' || stop.rip !== ev.rip) throw this.unexpectedStop(stop, `${ev.insn} at 0x${ev.rip.toString(16)}`);
     const m = this.machine;
@@ -258,6 +409,7 @@ class Replayer {
 
   private applySignal(ev: SignalEvent): void {
     const m = this.machine;
+    if (this.current!.parked) throw this.diverge(`signal ${ev.signo} for a thread stopped at a syscall whose event has not come`);
     if (ev.synchronous) {
       const stop = this.runToNextStop();
       const rip = Number(getReg(ev.regs, 'rip'));

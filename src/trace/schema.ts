@@ -140,6 +140,9 @@ export interface SyscallEvent extends EventBase {
   output?: Bytes;
   /** Set when the syscall never returned to user code in this process (exit, exit_group, a successful execve). */
   noReturn?: boolean;
+  /** Set when it wrote to fd 1 or 2 but that fd was not the recording's stdout/stderr (a pipe
+   * between recorded processes, say): replay does not echo it. */
+  notOurOutput?: boolean;
 }
 
 /** An rdtsc or rdtscp that trapped during recording; replay returns the same value. */
@@ -183,6 +186,8 @@ export interface CloneEvent extends EventBase {
   /** Child's registers at its first instruction. */
   regs: Uint8Array;
   fpregs: Uint8Array;
+  /** What the kernel wrote into the child's memory before its first instruction (CLONE_CHILD_SETTID). */
+  writes?: MemoryWrite[];
 }
 
 /** The scheduler moving from one thread to another (recorded total order of user execution). */

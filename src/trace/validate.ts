@@ -74,6 +74,7 @@ export function checkEvent(e: unknown): string | null {
       if (!asBytes(e, 'regs')) return bad('regs');
       if (!isNum(e.result)) return bad('result');
       if (e.noReturn !== undefined && typeof e.noReturn !== 'boolean') return bad('noReturn');
+      if (e.notOurOutput !== undefined && typeof e.notOurOutput !== 'boolean') return bad('notOurOutput');
       if (e.output !== undefined && !asBytesOrRef(e, 'output')) return bad('output');
       return checkWrites(e.writes, 'syscall event: writes') ?? (e.mappings === undefined ? null : checkMappings(e.mappings, 'syscall event: mappings'));
     case 'exec':
@@ -110,7 +111,7 @@ export function checkEvent(e: unknown): string | null {
       if (!isInt(e.flags)) return bad('flags');
       if (!asBytes(e, 'regs')) return bad('regs');
       if (!asBytes(e, 'fpregs')) return bad('fpregs');
-      return null;
+      return e.writes === undefined ? null : checkWrites(e.writes, 'clone event: writes');
     case 'switch':
       if (e.regs !== undefined && !asBytes(e, 'regs')) return bad('regs');
       return null;

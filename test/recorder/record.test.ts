@@ -239,15 +239,24 @@ test('the program runs with the CPU mask in its environment', (t) => {
   t.regex(diag, /xsave_state_size=0x0\n/);
 });
 
-test('fork is not supported yet: the trace stops, valid and incomplete', async (t) => {
+test('fork: every process of the tree is recorded, each clone before any event of its child', async (t) => {
   const path = out('fork');
   const res = cli(['record', '-o', path, '--', '/bin/sh', '-c', '/bin/true; /bin/true']);
-  t.not(res.status, 0);
-  t.regex(res.stderr, /fork\/clone not supported yet.*recording stopped at event \d+/);
+  t.is(res.status, 0, res.stderr);
   const { r, events } = load(path);
-  t.false(r.complete);
-  t.regex(r.incompleteReason!, /fork\/clone not supported yet/);
+  t.true(r.complete);
   t.is(events[0].kind, 'exec');
+  const clones = events.filter((e) => e.kind === 'clone');
+  t.is(clones.length, 2);
+  for (const c of clones) {
+    if (c.kind !== 'clone') continue;
+    const at = events.indexOf(c);
+    t.false(events.slice(0, at).some((e) => e.pid === c.childPid));
+    t.true(events.slice(at + 1).some((e) => e.pid === c.childPid && e.kind === 'exec'));
+  }
+  const exits = events.filter((e) => e.kind === 'exit');
+  t.is(exits.length, 3);
+  t.true(exits.every((e) => e.kind === 'exit' && e.processExit && e.code === 0));
 });
 
 test('SIGINT to record during sleep leaves an incomplete trace that opens', async (t) => {

@@ -52,7 +52,7 @@ export function readEverything(r: TraceReader): number {
   };
   for (const e of r.events() as Iterable<TraceEvent>) {
     n++;
-    if ('writes' in e) for (const w of e.writes) use(w.data);
+    if ('writes' in e) for (const w of e.writes ?? []) use(w.data);
     if ('mappings' in e && e.mappings) for (const m of e.mappings) use(m.data);
   }
   for (const b of r.blobRefs()) r.blob(b);
