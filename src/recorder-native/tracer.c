@@ -491,6 +491,13 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
           return STOPPED;
         }
       }
+      if (t->held_signal && nr != SYS_exit && nr != SYS_exit_group) {
+        // A held-back asynchronous signal becomes pending again now: it is delivered at this
+        // syscall's exit (a boundary replay can place), interrupting it if it blocks. Holding it
+        // until the exit instead would hang pause() or a read that waits for what the handler does.
+        syscall(SYS_tgkill, t->pid, t->tid, t->held_signal);
+        t->held_signal = 0;
+      }
       c->nwrites = 0;
       writes.len = 0;
       sc_entry(c);

@@ -65,6 +65,12 @@ test.serial('a pipeline between two children', (t) => {
   t.is(processes(rt.trace).length, 3);
 });
 
+test.serial('a SIGCHLD handler reaps the child while the parent waits in pause()', (t) => {
+  const rt = same(t, [fixture('sigchld')], 'reaped the child in the SIGCHLD handler: status 5\n');
+  const dump = JSON.parse(cli(['dump', '--json', rt.trace]).stdout.toString()) as { kind: string; signo?: number }[];
+  t.true(dump.some((e) => e.kind === 'signal' && e.signo === 17));
+});
+
 test.serial("Debian's sh: ls /usr/bin | sort | head -5 (only the user's output is echoed, SIGCHLD handler, SIGPIPE)", (t) => {
   const rt = recordAndReplay(['/bin/sh', '-c', 'ls /usr/bin | sort | head -5']);
   t.teardown(rt.cleanup);
