@@ -12,7 +12,8 @@
 //                 BYTES auxv, u64 brk, u32 nmaps, nmaps x MAPPING
 //   4 SYSCALL     EV, u64 number, BYTES regs(216), i64 result, u32 noReturn, u32 nwrites,
 //                 nwrites x WRITE, u32 nmaps, nmaps x MAPPING, u32 hasOutput, [BYTES output],
-//                 u32 notOurOutput (it wrote to fd 1/2, but that fd was not the recording's stdout/stderr)
+//                 u32 outputTarget (for writes to fd 1/2: 0 that fd of the recording, 1/2 the recording's
+//                 stdout/stderr through the other fd, 3 not the recording's output at all)
 //   5 RDTSC       EV, u64 rip, u32 isRdtscp, u64 value, u32 aux
 //   6 SIGNAL      EV, u32 signo, i32 code, u32 synchronous, u64 addr, BYTES regs, u32 fatal,
 //                 u32 nwrites, nwrites x WRITE, u32 hasHandlerRegs, [BYTES handlerRegs]

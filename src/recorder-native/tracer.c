@@ -218,25 +218,27 @@ static int record_exec(struct thread *t) {
   return 0;
 }
 
-// Whether the syscall writes to fd 1 or 2 and that fd is the recording's own stdout/stderr (the
-// same file as the helper's). Replay echoes only those: a child writing into a pipe of the
-// recorded program (sh -c 'ls | sort') is not the user's output. Syscalls not writing to fd 1/2
-// count as "ours" (nothing to echo either way).
-static bool writes_to_our_output(struct thread *t, struct sc_ctx *c) {
+// Where the user saw what a syscall wrote to fd 1 or 2: 0 on that same fd of the recording (or not
+// an output syscall), 1 or 2 on the recording's stdout/stderr through the other fd (2>&1), 3 not
+// at all (a pipe between recorded processes: sh -c 'ls | sort'). Replay echoes accordingly.
+static uint32_t output_target(struct thread *t, struct sc_ctx *c) {
   long nr = (long)c->entry.orig_rax;
   uint64_t fd;
   switch (nr) {
   case SYS_write: case SYS_writev: case SYS_pwrite64: case SYS_pwritev: case SYS_pwritev2: case SYS_sendfile:
     fd = c->entry.rdi; break;
   case SYS_copy_file_range: case SYS_splice: fd = c->entry.rdx; break;
-  default: return true;
+  default: return 0;
   }
-  if (fd != 1 && fd != 2) return true;
+  if (fd != 1 && fd != 2) return 0;
   char link[64];
   struct stat a, b;
   snprintf(link, sizeof link, "/proc/%d/fd/%d", t->tid, (int)fd);
-  if (stat(link, &a) < 0 || fstat((int)fd, &b) < 0) return false;
-  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+  if (stat(link, &a) < 0) return 3;
+  if (fstat((int)fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return 0;
+  int other = fd == 1 ? 2 : 1;
+  if (fstat(other, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return (uint32_t)other;
+  return 3;
 }
 
 static void emit_syscall(struct thread *t, bool no_return) {
@@ -265,7 +267,7 @@ static void emit_syscall(struct thread *t, bool no_return) {
   }
   buf_u32(&rec, c->has_output && !no_return);
   if (c->has_output && !no_return) buf_bytes(&rec, c->output.p, c->output.len);
-  buf_u32(&rec, !no_return && !writes_to_our_output(t, c));
+  buf_u32(&rec, no_return ? 0 : output_target(t, c));
   emit(REC_SYSCALL);
   writes.len = 0;
   c->nwrites = 0;

@@ -143,7 +143,8 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
         if (r.mappings.length) e.mappings = r.mappings.map((m) => mapping(w, m));
         if (r.noReturn) e.noReturn = true;
         if (r.output) e.output = w.bytes(r.output);
-        if (r.notOurOutput) e.notOurOutput = true;
+        if (r.outputTarget === 3) e.notOurOutput = true;
+        else if (r.outputTarget === 1 || r.outputTarget === 2) e.echoFd = r.outputTarget;
         break;
       case 'rdtsc':
         e = { kind: 'rdtsc', ...base, rip: r.rip, insn: r.rdtscp ? 'rdtscp' : 'rdtsc', value: r.value };

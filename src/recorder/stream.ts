@@ -10,7 +10,8 @@
 //                 u32 nmaps, nmaps x MAPPING
 //   4 SYSCALL     EV, u64 number, BYTES regs, i64 result, u32 noReturn, u32 nwrites, WRITE...,
 //                 u32 nmaps, MAPPING..., u32 hasOutput, [BYTES output copied to stdout/stderr by the kernel]
-//                 u32 notOurOutput (wrote to fd 1/2, but not the recording's stdout/stderr: a pipe of the program)
+//                 u32 outputTarget (writes to fd 1/2: 0 that fd of the recording, 1/2 the recording's
+//                 stdout/stderr through the other fd, 3 not the recording's output: a pipe of the program)
 //   5 RDTSC       EV, u64 rip, u32 isRdtscp, u64 value, u32 aux
 //   6 SIGNAL      EV, u32 signo, i32 code, u32 synchronous, u64 addr, BYTES regs, u32 fatal,
 //                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs]
@@ -34,7 +35,7 @@ export type HelperRecord =
   | { type: 'info'; cpuidFaulting: boolean; pmu: boolean; pmuText: string; cpu: number; xcr0: number }
   | { type: 'cpuid'; leaves: CpuidLeaf[] }
   | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[] } & Ev)
-  | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; notOurOutput: boolean } & Ev)
+  | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; outputTarget: number } & Ev)
   | ({ type: 'rdtsc'; rip: number; rdtscp: boolean; value: bigint; aux: number } & Ev)
   | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array } & Ev)
   | ({ type: 'clone'; childPid: number; childTid: number; flags: number; regs: Uint8Array; fpregs: Uint8Array; writes: RawWrite[] } & Ev)
@@ -98,8 +99,8 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
       const writes = c.list(() => c.write());
       const mappings = c.list(() => c.mapping());
       const output = c.u32() ? c.bytes() : undefined;
-      const notOurOutput = c.u32() !== 0;
-      return { type: 'syscall', ...ev, number, regs, result, noReturn, writes, mappings, output, notOurOutput };
+      const outputTarget = c.u32();
+      return { type: 'syscall', ...ev, number, regs, result, noReturn, writes, mappings, output, outputTarget };
     }
     case RecType.Rdtsc: {
       const ev = c.ev();

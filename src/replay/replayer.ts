@@ -376,11 +376,12 @@ class Replayer {
       // first argument of sendfile, the third of the others.
       const [a0, , a2] = syscallArgs(ev.regs);
       const outFd = ev.number === SYS_SENDFILE ? a0 : a2;
-      if (outFd === 1 || outFd === 2) out(outFd, this.reader.bytes(ev.output));
+      if (outFd === 1 || outFd === 2) out(ev.echoFd ?? outFd, this.reader.bytes(ev.output));
       return;
     }
-    const [fd, buf, count] = syscallArgs(ev.regs);
-    if (fd !== 1 && fd !== 2) return;
+    const [writtenFd, buf, count] = syscallArgs(ev.regs);
+    if (writtenFd !== 1 && writtenFd !== 2) return;
+    const fd = ev.echoFd ?? writtenFd;
     const m = this.machine;
     if (ev.number === SYS_WRITE) {
       out(fd, m.read(buf, Math.min(ev.result, count)));

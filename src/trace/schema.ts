@@ -143,6 +143,9 @@ export interface SyscallEvent extends EventBase {
   /** Set when it wrote to fd 1 or 2 but that fd was not the recording's stdout/stderr (a pipe
    * between recorded processes, say): replay does not echo it. */
   notOurOutput?: boolean;
+  /** Set when it wrote to fd 1 or 2 and that fd was the recording's other output (2>&1): the fd
+   * replay echoes to. */
+  echoFd?: 1 | 2;
 }
 
 /** An rdtsc or rdtscp that trapped during recording; replay returns the same value. */

@@ -75,6 +75,7 @@ export function checkEvent(e: unknown): string | null {
       if (!isNum(e.result)) return bad('result');
       if (e.noReturn !== undefined && typeof e.noReturn !== 'boolean') return bad('noReturn');
       if (e.notOurOutput !== undefined && typeof e.notOurOutput !== 'boolean') return bad('notOurOutput');
+      if (e.echoFd !== undefined && e.echoFd !== 1 && e.echoFd !== 2) return bad('echoFd');
       if (e.output !== undefined && !asBytesOrRef(e, 'output')) return bad('output');
       return checkWrites(e.writes, 'syscall event: writes') ?? (e.mappings === undefined ? null : checkMappings(e.mappings, 'syscall event: mappings'));
     case 'exec':

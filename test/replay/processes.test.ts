@@ -83,6 +83,17 @@ test.serial("Debian's sh: ls /usr/bin | sort | head -5 (only the user's output i
   t.deepEqual(ps.map((p) => p.argv), [['/bin/sh', '-c', 'ls /usr/bin | sort | head -5'], ['ls', '/usr/bin'], ['sort'], ['head', '-5']]);
 });
 
+test.serial("output goes back to the stream the user saw it on, whatever fd the process wrote to (1>&2)", (t) => {
+  const rt = recordAndReplay(['/bin/sh', '-c', '/bin/echo out; /bin/echo swapped 1>&2']);
+  t.teardown(rt.cleanup);
+  t.is(rt.recorded.status, 0, rt.recorded.stderr);
+  t.true(rt.summary.verified, rt.replayed.stderr);
+  t.is(rt.recorded.stdout.toString(), 'out\n');
+  t.is(rt.replayed.stdout.toString(), 'out\n');
+  t.regex(rt.recorded.stderr, /^swapped$/m);
+  t.regex(rt.replayed.stderr, /^swapped$/m);
+});
+
 test.serial('threads stop the recording with a clear message and leave a readable incomplete trace', (t) => {
   const rt = recordAndReplay([fixture('thread', ['-O1', '-pthread'])]);
   t.teardown(rt.cleanup);
