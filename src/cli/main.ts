@@ -51,6 +51,14 @@ async function main(argv: string[]): Promise<number> {
   return command.run(rest);
 }
 
+// A reader that goes away (`dump | head`) ends the command quietly, as it does for other tools.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (err) {

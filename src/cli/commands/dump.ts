@@ -89,6 +89,11 @@ const command: Command = {
     const reader = openTrace(args.positional[0], 'dump');
     const json = args.options.has('json');
     const out: Record<string, unknown>[] = [];
+    let text = '';
+    const flush = () => {
+      process.stdout.write(text);
+      text = '';
+    };
     let shown = 0;
     try {
       if (from > reader.eventCount) throw new UserError(`dump: --from ${from} is past the last event (${reader.eventCount} events)`);
@@ -97,7 +102,10 @@ const command: Command = {
         if (shown >= count) break;
         if (pid === undefined || ev.pid === pid) {
           if (json) out.push(describeEvent(n, ev));
-          else process.stdout.write(formatLine(n, ev) + '\n');
+          else {
+            text += formatLine(n, ev) + '\n';
+            if (text.length > 1 << 16) flush();
+          }
           shown++;
         }
         n++;
@@ -109,6 +117,7 @@ const command: Command = {
       reader.close();
     }
     if (json) process.stdout.write(JSON.stringify(out, null, 1) + '\n');
+    else flush();
     return 0;
   },
 };
