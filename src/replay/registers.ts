@@ -3,12 +3,27 @@ import { USER_REGS, USER_REGS_SIZE, type UserRegName } from '../trace/schema.ts'
 
 export type RegisterImage = Uint8Array;
 
+const REG_INDEX = Object.fromEntries(USER_REGS.map((name, i) => [name, i])) as Record<UserRegName, number>;
+
 export function regIndex(name: UserRegName): number {
-  return USER_REGS.indexOf(name);
+  return REG_INDEX[name];
+}
+
+/** Little-endian u32 at byte offset `at` (no DataView: this runs several times per event). */
+function u32(b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 }
 
 export function getReg(regs: RegisterImage, name: UserRegName): bigint {
-  return new DataView(regs.buffer, regs.byteOffset, USER_REGS_SIZE).getBigUint64(regIndex(name) * 8, true);
+  const at = REG_INDEX[name] * 8;
+  return (BigInt(u32(regs, at + 4)) << 32n) | BigInt(u32(regs, at));
+}
+
+/** Whether two register images hold the same value for `name`, without making bigints. */
+export function sameReg(a: RegisterImage, b: RegisterImage, name: UserRegName): boolean {
+  const at = REG_INDEX[name] * 8;
+  for (let i = at; i < at + 8; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 export function setReg(regs: RegisterImage, name: UserRegName, value: bigint): void {

@@ -9,7 +9,7 @@ import { syscallName } from '../trace/syscall-names.ts';
 import { AddressSpace } from './address-space.ts';
 import { CpuidTable } from './cpuid.ts';
 import { Divergence, lastBlocks, registersSideBySide } from './divergence.ts';
-import { getReg, hex, setReg, syscallArgs } from './registers.ts';
+import { getReg, hex, sameReg, setReg, syscallArgs } from './registers.ts';
 
 export interface ReplayOptions {
   /** Receives what the program wrote to its stdout (1) and stderr (2) while recorded. */
@@ -353,7 +353,7 @@ class Replayer {
   private compareSyscallEntry(ev: SyscallEvent, actual: Uint8Array): string | null {
     const nr = getReg(actual, 'rax');
     if (nr !== BigInt(ev.number)) return `expected syscall ${syscallName(ev.number)} (${ev.number}), the program made ${syscallName(Number(nr))} (${nr})`;
-    const differing = COMPARED_AT_SYSCALL.filter((r) => getReg(actual, r) !== getReg(ev.regs, r));
+    const differing = COMPARED_AT_SYSCALL.filter((r) => !sameReg(actual, ev.regs, r));
     if (differing.length === 0) return null;
     const first = differing[0];
     return `registers differ at syscall ${syscallName(ev.number)}: ${differing.join(', ')} (${first} recorded ${hex(getReg(ev.regs, first))}, replayed ${hex(getReg(actual, first))})`;
