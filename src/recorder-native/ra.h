@@ -63,13 +63,17 @@ void kernel_output_entry(struct sc_ctx *c);
 int kernel_output_exit(struct sc_ctx *c, struct buf *out);  // 1 when bytes were appended to out
 
 // ---- vdso.c ----
-int vdso_patch(pid_t pid, int memfd, char *err, size_t errlen);
+// Returns the number of patched entries (-1 on error); *syscall_at = address of a `syscall`
+// instruction in a patched stub (0 when nothing was patched).
+int vdso_patch(pid_t pid, int memfd, uint64_t *syscall_at, char *err, size_t errlen);
 
 // ---- rdtsc.c ----
 int rdtsc_try_emulate(pid_t pid, int memfd, struct user_regs_struct *regs, struct buf *rec);
 
 // ---- cpuid.c ----
-void cpuid_dump(struct buf *b);  // REC_CPUID payload
+int cpuid_parse_mask(const char *arg);   // --cpuid-mask; 0 or -1
+void cpuid_dump(struct buf *b, bool masked);  // REC_CPUID payload; keeps the table for answers
+int cpuid_try_emulate(pid_t pid, int memfd, struct user_regs_struct *regs);  // 1: a trapped CPUID answered
 void cpuid_vendor(char vendor[13], uint32_t *family, uint32_t *model);
 int cpuid_faulting_available(void);
 uint64_t xcr0_read(void);
@@ -80,7 +84,7 @@ int pmu_attach(pid_t tid, uint64_t config);                    // fd or -1
 uint64_t pmu_read(int fd);
 
 // ---- tracer.c ----
-struct tracer_opts { bool pmu; uint64_t pmu_config; };
+struct tracer_opts { bool pmu; uint64_t pmu_config; bool cpuid_faulting; };
 int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o);
 extern volatile int ra_interrupted;
 

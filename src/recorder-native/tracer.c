@@ -147,13 +147,13 @@ static int stop_recording(pid_t pid, const char *fmt, const char *what) {
   return 1;
 }
 
-static int record_exec(struct thread *t) {
+static int record_exec(struct thread *t, uint64_t *syscall_at) {
   char err[256] = "";
   if (t->memfd >= 0) close(t->memfd);
   t->memfd = mem_open(t->tid);
   t->sc.memfd = t->memfd;
   if (t->memfd < 0) { stream_message(REC_ERROR, "cannot open /proc/%d/mem: %s", t->tid, strerror(errno)); return -1; }
-  if (vdso_patch(t->tid, t->memfd, err, sizeof err) < 0) { stream_message(REC_ERROR, "vDSO patch failed: %s", err); return -1; }
+  if (vdso_patch(t->tid, t->memfd, syscall_at, err, sizeof err) < 0) { stream_message(REC_ERROR, "vDSO patch failed: %s", err); return -1; }
   if (t->pmu_fd >= 0) ioctl(t->pmu_fd, PERF_EVENT_IOC_RESET, 0);
 
   struct user_regs_struct regs;
@@ -440,6 +440,55 @@ static int on_new_child(struct thread *t, pid_t child) {
   return 0;
 }
 
+// execve switched CPUID faulting off: switch it on again by running arch_prctl(ARCH_SET_CPUID, 0)
+// in the tracee, which is at the execve's syscall-exit stop. The injected syscall runs from
+// `syscall_at` (the `syscall` of a patched vDSO stub) or, without a vDSO, from a `syscall` written
+// over the two bytes at rip for the moment. Not recorded: it changes no memory and no register the
+// program sees (they are restored). fork and clone children inherit the setting.
+static int enable_cpuid_faulting(struct thread *t, uint64_t syscall_at) {
+  struct user_regs_struct saved, r;
+  if (ptrace(PTRACE_GETREGS, t->tid, 0, &saved) < 0) { stream_message(REC_ERROR, "CPUID faulting: cannot read registers: %s", strerror(errno)); return -1; }
+  uint8_t old[2], code[2] = { 0x0f, 0x05 };
+  bool patched = false;
+  if (!syscall_at) {
+    syscall_at = saved.rip;
+    if (mem_read(t->memfd, syscall_at, old, 2) != 2 || mem_write(t->memfd, syscall_at, code, 2) < 0) {
+      stream_message(REC_ERROR, "CPUID faulting: cannot place a syscall instruction at 0x%llx", (unsigned long long)syscall_at);
+      return -1;
+    }
+    patched = true;
+  }
+  r = saved;
+  r.rip = syscall_at;
+  r.rax = SYS_arch_prctl;
+  r.rdi = 0x1012;  // ARCH_SET_CPUID
+  r.rsi = 0;
+  int rc = -1;
+  if (ptrace(PTRACE_SETREGS, t->tid, 0, &r) < 0) { stream_message(REC_ERROR, "CPUID faulting: cannot set registers: %s", strerror(errno)); goto out; }
+  // Run to the syscall's entry, then to its exit. A signal arriving meanwhile is held back (and
+  // re-injected at the next syscall boundary, as for any asynchronous signal).
+  for (int stops = 0; stops < 2;) {
+    if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0) { stream_message(REC_ERROR, "CPUID faulting: ptrace resume: %s", strerror(errno)); goto out; }
+    int st;
+    pid_t w;
+    while ((w = waitpid(t->tid, &st, __WALL)) < 0 && errno == EINTR) {}
+    if (w < 0 || !WIFSTOPPED(st)) { stream_message(REC_ERROR, "CPUID faulting: process %d ended while switching it on", t->tid); goto out; }
+    if (WSTOPSIG(st) == (SIGTRAP | 0x80)) { stops++; continue; }
+    int sig = WSTOPSIG(st);
+    if ((st >> 16) == 0 && sig != SIGSTOP && sig != SIGTRAP) {
+      if (t->held_signal && t->held_signal != sig) { stream_message(REC_ERROR, "CPUID faulting: two signals arrived while switching it on"); goto out; }
+      t->held_signal = sig;
+    }
+  }
+  if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0) { stream_message(REC_ERROR, "CPUID faulting: cannot read the result: %s", strerror(errno)); goto out; }
+  if ((int64_t)r.rax != 0) { stream_message(REC_ERROR, "CPUID faulting: arch_prctl(ARCH_SET_CPUID, 0) in process %d failed: %s", t->tid, strerror((int)-(int64_t)r.rax)); goto out; }
+  rc = 0;
+out:
+  if (patched) mem_write(t->memfd, syscall_at, old, 2);
+  if (ptrace(PTRACE_SETREGS, t->tid, 0, &saved) < 0 && rc == 0) { stream_message(REC_ERROR, "CPUID faulting: cannot restore registers: %s", strerror(errno)); rc = -1; }
+  return rc;
+}
+
 static int resume_thread(struct thread *t, int how, int sig) {
   if (t->at_boundary && t->held_signal && !sig) {  // re-inject a held-back signal at this syscall exit
     sig = t->held_signal;
@@ -537,7 +586,9 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
         emit_syscall(t, true);
       }
       t->in_recorded_syscall = false;
-      if (record_exec(t) < 0) return FAILED;
+      uint64_t syscall_at = 0;
+      if (record_exec(t, &syscall_at) < 0) return FAILED;
+      if (opts->cpuid_faulting && enable_cpuid_faulting(t, syscall_at) < 0) return FAILED;
       ptrace(PTRACE_GETREGS, t->tid, 0, &t->exit_regs);
       t->at_boundary = true;
       return GO_ON;
@@ -559,6 +610,9 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
   struct user_regs_struct regs;
   ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
   if (signo == SIGSEGV && si.si_code == SI_KERNEL) {
+    // A trapped CPUID (faulting on): answered from the masked table, no event (replay answers
+    // from the same table in the header).
+    if (opts->cpuid_faulting && cpuid_try_emulate(t->tid, t->memfd, &regs)) return GO_ON;
     ev_prefix(t);
     if (rdtsc_try_emulate(t->tid, t->memfd, &regs, &rec)) { emit(REC_RDTSC); return GO_ON; }
     rec.len = 0;

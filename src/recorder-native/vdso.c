@@ -17,7 +17,8 @@ static const struct { const char *name; int nr; } targets[] = {
   { "clock_getres", SYS_clock_getres },   { "__vdso_clock_getres", SYS_clock_getres },
 };
 
-int vdso_patch(pid_t pid, int memfd, char *err, size_t errlen) {
+int vdso_patch(pid_t pid, int memfd, uint64_t *syscall_at, char *err, size_t errlen) {
+  *syscall_at = 0;
   struct map_entry *maps;
   int n = maps_read(pid, &maps);
   if (n < 0) { snprintf(err, errlen, "cannot read maps"); return -1; }
@@ -68,6 +69,7 @@ int vdso_patch(pid_t pid, int memfd, char *err, size_t errlen) {
           goto out;
         }
         patched++;
+        *syscall_at = base + off + 5;
       }
     }
   }

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { TraceWriter } from '../trace/writer.ts';
 import type { CpuidLeaf, Mapping, MemoryWrite, TickMode, TraceEvent } from '../trace/schema.ts';
 import { RecordSplitter, type HelperRecord, type RawMapping, type RawWrite } from './stream.ts';
-import { DEFAULT_MASKED_FEATURES, maskEnv } from './cpu-mask.ts';
+import { DEFAULT_MASKED_FEATURES, cpuidMask, cpuidMaskArg, maskEnv } from './cpu-mask.ts';
 
 // The CLI bundle (scripts/setup.mjs) defines RA_SOURCE_DIR, since import.meta.url is then the bundle's.
 declare const RA_SOURCE_DIR: string | undefined;
@@ -27,6 +27,8 @@ export interface RecordOptions {
   onProgress?: (events: number) => void;
   /** Called once with a warning meant for the user (e.g. no CPUID faulting). Default: stderr. */
   onWarning?: (message: string) => void;
+  /** Do not use CPUID faulting even where the CPU has it (as on a CPU without it). */
+  noCpuidFaulting?: boolean;
 }
 
 export interface RecordResult {
@@ -57,7 +59,12 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
   Object.assign(env, maskEnv(masked, env));
   const warn = opts.onWarning ?? ((m: string) => process.stderr.write(`replay-anywhere: ${m}\n`));
 
-  const child = spawn(HELPER_PATH, ['--stream-fd', '3', '--', ...opts.command], {
+  // Under CPUID faulting the helper answers the program's CPUID with these bits cleared.
+  const maskArg = cpuidMaskArg(cpuidMask(masked));
+  const helperArgs = ['--stream-fd', '3'];
+  if (maskArg) helperArgs.push('--cpuid-mask', maskArg);
+  if (opts.noCpuidFaulting) helperArgs.push('--no-cpuid-faulting');
+  const child = spawn(HELPER_PATH, [...helperArgs, '--', ...opts.command], {
     stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
     env,
   });
@@ -96,8 +103,9 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
       cwd: process.cwd(),
       tickMode,
       maskedFeatures: masked,
-      // The helper probes CPUID faulting but does not use it yet: CPUID is never masked.
-      cpuidFaulting: false,
+      // With faulting, the helper answered every CPUID of the program from `cpuid`, which is
+      // the dump with the masked features' bits cleared; without it, `cpuid` is the raw dump.
+      cpuidFaulting: info?.cpuidFaulting ?? false,
       cpuid,
       xcr0: info?.xcr0 ?? 0,
     });
@@ -116,9 +124,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
     switch (r.type) {
       case 'info':
         info = r;
-        warn(r.cpuidFaulting
-          ? 'CPUID faulting is not used yet: programs that probe CPUID themselves may pick instructions the replay CPU lacks'
-          : 'no CPUID faulting on this CPU: programs that probe CPUID themselves may pick instructions the replay CPU lacks');
+        if (!r.cpuidFaulting) warn('no CPUID faulting on this CPU: programs that probe CPUID themselves may pick instructions the replay CPU lacks');
         return;
       case 'cpuid': cpuid = r.leaves; return;
       case 'exec-failed':

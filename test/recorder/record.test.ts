@@ -239,6 +239,38 @@ test('the program runs with the CPU mask in its environment', (t) => {
   t.regex(diag, /xsave_state_size=0x0\n/);
 });
 
+test('CPUID faulting: the header holds the masked table the program saw; without it, the raw one and a warning', async (t) => {
+  const leaf = (cpuid: { leaf: number; subleaf: number; ecx: number; ebx: number }[], l: number) => cpuid.find((x) => x.leaf === l && x.subleaf === 0)!;
+  const warnings: string[] = [];
+  const raw = out('cpuid-raw');
+  const r1 = await record({ command: [fixture('cpuid_probe')], output: raw, noCpuidFaulting: true, onWarning: (m) => warnings.push(m) });
+  t.is(r1.exitStatus, 0);
+  const t1 = TraceReader.open(raw), h1 = t1.header;
+  t1.close();
+  t.false(h1.cpuidFaulting);
+  t.is(warnings.length, 1);
+  t.regex(warnings[0], /no CPUID faulting/);
+  const res = cli(['record', '-o', out('cpuid-cli'), '--', fixture('cpuid_probe')]);
+  t.is(res.status, 0, res.stderr);
+  const path = out('cpuid');
+  const warned: string[] = [];
+  const r2 = await record({ command: [fixture('cpuid_probe')], output: path, onWarning: (m) => warned.push(m) });
+  t.is(r2.exitStatus, 0);
+  const t2 = TraceReader.open(path), h2 = t2.header;
+  t2.close();
+  if (!h2.cpuidFaulting) { t.log('no CPUID faulting on this CPU (arch_prctl(ARCH_GET_CPUID) failed): faulting assertions skipped'); return; }
+  t.deepEqual(warned, []);
+  t.notRegex(res.stderr, /CPUID faulting/);
+  t.regex(res.stdout, /^parent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1$/m);
+  // Same leaves, masked bits cleared, nothing else changed.
+  t.is(h2.cpuid.length, h1.cpuid.length);
+  const l1 = leaf(h2.cpuid, 1), l1raw = leaf(h1.cpuid, 1);
+  const l1mask = (1 << 1) | (1 << 12) | (1 << 22) | (1 << 23) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 29) | (1 << 30);
+  t.is(l1.ecx >>> 0, (l1raw.ecx & ~l1mask) >>> 0);
+  t.is(leaf(h2.cpuid, 7).ebx & (1 << 5), 0);
+  t.is(leaf(h2.cpuid, 0).ebx, leaf(h1.cpuid, 0).ebx);
+});
+
 test('fork: every process of the tree is recorded, each clone before any event of its child', async (t) => {
   const path = out('fork');
   const res = cli(['record', '-o', path, '--', '/bin/sh', '-c', '/bin/true; /bin/true']);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixture } from '../helpers/fixtures.ts';
 import { recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
+import { TraceReader } from '../../src/trace/reader.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'ra-rt-'));
 test.after.always(() => rmSync(work, { recursive: true, force: true }));
@@ -96,6 +97,36 @@ test.serial('killed by SIGSEGV: replay faults at the same instruction and exits 
 });
 
 // Debian's programs.
+/** Whether the trace was recorded under CPUID faulting (false on CPUs without it, e.g. AMD). */
+function faulting(rt: RoundTrip): boolean {
+  const r = TraceReader.open(rt.trace);
+  try { return r.header.cpuidFaulting; } finally { r.close(); }
+}
+
+test.serial('CPUID run by the program itself: masked under CPUID faulting, replayed identically', (t) => {
+  const rt = same(t, [fixture('cpuid_probe')]);
+  const out = rt.replayed.stdout.toString();
+  t.regex(out, /^parent: .*\nchild: .*\n$/);
+  if (!faulting(rt)) { t.log('no CPUID faulting on this CPU: the masked-bits assertions are skipped'); return; }
+  // The forked child inherits faulting from its parent.
+  t.is(out, 'parent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\nchild: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\n');
+});
+
+test.serial('__builtin_cpu_supports sees no AVX2 under CPUID faulting', (t) => {
+  const rt = same(t, [fixture('cpu_supports')]);
+  if (!faulting(rt)) { t.log('no CPUID faulting on this CPU: the masked-bits assertions are skipped'); return; }
+  t.is(rt.replayed.stdout.toString(), 'avx2=0 avx=0 fma=0 sse2=1\n');
+});
+
+test.serial('wc (picks AVX2 through its own CPUID probe where it can)', (t) => {
+  const file = join(work, 'lines.txt');
+  writeFileSync(file, Array.from({ length: 50_000 }, (_, i) => `line ${i} ${'x'.repeat(i % 70)}`).join('\n') + '\n');
+  let rt = same(t, ['/usr/bin/wc', '-l', file]);
+  t.is(rt.replayed.stdout.toString(), `50000 ${file}\n`);
+  rt = same(t, ['/bin/sh', '-c', `cat ${file} | wc -lw`]);
+  t.regex(rt.replayed.stdout.toString(), /^\s*50000\s+149285\n$/);
+});
+
 test.serial('true', (t) => {
   same(t, ['/bin/true']);
 });
