@@ -33,7 +33,8 @@ struct thread {
   bool execed;            // the first execve happened (before it, nothing is recorded)
   bool exec_pending;      // PTRACE_EVENT_EXEC seen, the execve's syscall-exit stop comes next
   bool in_recorded_syscall;
-  bool skip_syscall;      // entry was turned into a no-op (rseq): report -ENOSYS
+  bool skip_syscall;      // entry was turned into a no-op (rseq, ARCH_SET_CPUID): report skip_result
+  int64_t skip_result;
   bool at_boundary;       // the last stop was a syscall exit and the tracee has not run since
   struct user_regs_struct exit_regs;
   int held_signal;        // async signal held back until the next syscall exit
@@ -560,6 +561,16 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
         r.orig_rax = (uint64_t)-1;
         ptrace(PTRACE_SETREGS, t->tid, 0, &r);
         t->skip_syscall = true;
+        t->skip_result = -ENOSYS;
+      }
+      if (nr == SYS_arch_prctl && c->entry.rdi == 0x1012 /* ARCH_SET_CPUID */ && opts->cpuid_faulting) {
+        // The program switching CPUID faulting itself: it stays on (replay answers every CPUID from
+        // the table, so the program must see that table here too); the call reports success.
+        struct user_regs_struct r = c->entry;
+        r.orig_rax = (uint64_t)-1;
+        ptrace(PTRACE_SETREGS, t->tid, 0, &r);
+        t->skip_syscall = true;
+        t->skip_result = 0;
       }
       if (nr == SYS_exit || nr == SYS_exit_group) {
         c->result = 0;
@@ -575,7 +586,7 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     struct user_regs_struct regs;
     ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
     if (t->skip_syscall) {
-      regs.rax = (uint64_t)-ENOSYS;
+      regs.rax = (uint64_t)t->skip_result;
       ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
       t->skip_syscall = false;
     }

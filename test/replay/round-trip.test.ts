@@ -112,6 +112,12 @@ test.serial('CPUID run by the program itself: masked under CPUID faulting, repla
   t.is(out, 'parent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\nchild: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\n');
 });
 
+test.serial('a program switching CPUID faulting off itself still sees the masked CPUID', (t) => {
+  const rt = same(t, [fixture('cpuid_probe'), 'off']);
+  if (!faulting(rt)) { t.log('no CPUID faulting on this CPU: the masked-bits assertions are skipped'); return; }
+  t.is(rt.replayed.stdout.toString(), 'ARCH_SET_CPUID(1) = 0\nparent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\nchild: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\n');
+});
+
 test.serial('__builtin_cpu_supports sees no AVX2 under CPUID faulting', (t) => {
   const rt = same(t, [fixture('cpu_supports')]);
   if (!faulting(rt)) { t.log('no CPUID faulting on this CPU: the masked-bits assertions are skipped'); return; }
