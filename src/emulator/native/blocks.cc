@@ -62,6 +62,7 @@ static bool specialKind(unsigned id, StopKind *k) {
     case X86_INS_RDTSC: *k = STOP_RDTSC; return true;
     case X86_INS_RDTSCP: *k = STOP_RDTSCP; return true;
     case X86_INS_CPUID: *k = STOP_CPUID; return true;
+    case X86_INS_FXSAVE: case X86_INS_FXSAVE64: *k = STOP_FXSAVE; return true;
     default: return false;
   }
 }

@@ -138,4 +138,38 @@ uint64_t Machine::faultingInstruction(const BlockInfo &b, uint64_t address, int 
   return result;
 }
 
+uint64_t Machine::memOperandAddress(uint64_t rip) {
+  uint8_t buf[16];
+  size_t n = 0;
+  while (n < sizeof buf && uc_mem_read(uc, rip + n, buf + n, 1) == UC_ERR_OK) n++;
+  csh d = 0;
+  if (cs_open(CS_ARCH_X86, CS_MODE_64, &d) != CS_ERR_OK) return NONE;
+  cs_option(d, CS_OPT_DETAIL, CS_OPT_ON);
+  cs_insn *in = nullptr;
+  uint64_t result = NONE;
+  if (cs_disasm(d, buf, n, rip, 1, &in) == 1) {
+    std::vector<Access> acc;
+    accessesOf(uc, d, in, acc);
+    if (!acc.empty()) result = acc[0].lo;
+    cs_free(in, 1);
+  }
+  cs_close(&d);
+  return result;
+}
+
+void Machine::beforeFxsave(uint64_t rip) {
+  uint64_t ea = memOperandAddress(rip);
+  // A misaligned or unwritable area faults (QEMU raises it when it executes the instruction):
+  // then nothing is written, as on the CPU.
+  if (ea == NONE || (ea & 15)) return;
+  for (uint64_t a = ea & ~(PAGE - 1); a < ea + 512; a += PAGE) {
+    const Region *r = nullptr;
+    for (const Region &x : regions)
+      if (x.start <= a && a < x.end) r = &x;
+    if (!r || !(r->prot & UC_PROT_WRITE)) return;
+  }
+  static const uint8_t zeros[6] = {0};
+  for (int i = 0; i < 8; i++) uc_mem_write(uc, ea + 32 + 16 * i + 10, zeros, sizeof zeros);
+}
+
 }  // namespace ra

@@ -76,7 +76,12 @@ static void onStopHook(uc_engine *, uint64_t addr, uint32_t, void *ud) {
     return;
   }
   StopKind k;
-  if (m->isSpecialAt(addr, &k)) m->requestStop(k, addr);
+  if (!m->isSpecialAt(addr, &k)) return;
+  if (k == STOP_FXSAVE) {
+    m->beforeFxsave(addr);  // no stop: QEMU then executes the FXSAVE itself
+    return;
+  }
+  m->requestStop(k, addr);
 }
 
 static void onSyscall(uc_engine *uc, void *ud) {

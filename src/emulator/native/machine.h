@@ -67,6 +67,7 @@ struct BlockInfo {
 enum StopKind {
   STOP_NONE, STOP_SYSCALL, STOP_CPUID, STOP_RDTSC, STOP_RDTSCP, STOP_INVALID, STOP_FAULT,
   STOP_INTERRUPT, STOP_TICK_TARGET, STOP_BREAKPOINT, STOP_BUDGET, STOP_RESTART, STOP_HALT,
+  STOP_FXSAVE,  // never returned: FXSAVE sites get a hook that fixes what QEMU leaves out (blocks.cc)
 };
 
 struct Stop {
@@ -123,6 +124,12 @@ struct Machine {
   bool guestAccess(uint64_t addr, uint8_t *buf, size_t n, bool write);
   // fault.cc
   uint64_t faultingInstruction(const BlockInfo &b, uint64_t address, int access);
+  // The address of the (first) memory operand of the instruction at rip, from the current
+  // registers; NONE if it has none or does not decode.
+  uint64_t memOperandAddress(uint64_t rip);
+  // Before an FXSAVE/FXSAVE64 at rip: zero bytes 10-15 of its eight ST/MM slots, which the CPU
+  // writes as zeros and QEMU 5.0's helper_fxsave leaves as they were (it stores 10 bytes each).
+  void beforeFxsave(uint64_t rip);
 
   uc_engine *uc = nullptr;
   csh cs = 0;
