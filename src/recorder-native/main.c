@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <asm/prctl.h>
 
 volatile int ra_interrupted;
 static void on_signal(int sig) { ra_interrupted = sig; }
@@ -39,7 +41,14 @@ int main(int argc, char **argv) {
   // Tracer and tracee on one CPU: a ptrace stop that wakes the other CPU costs ~7x more here.
   int cpu = -1;
   if (pin) {
+    // Not the CPU we start on: that is where the Node process reading our stream runs, and
+    // sharing it with the tracer and tracee made recording several times slower.
     cpu = sched_getcpu();
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+      for (int c = CPU_SETSIZE - 1; c >= 0; c--)
+        if (c != cpu && CPU_ISSET(c, &allowed)) { cpu = c; break; }
+    }
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
@@ -93,6 +102,12 @@ int main(int argc, char **argv) {
     _exit(127);
   }
   close(errpipe[1]);
+  // The same TSC and CPUID trapping for the helper as for its tracees: the kernel switches both
+  // on every context switch between tasks that differ (a CR4 write and an MSR write, each a VM
+  // exit under a hypervisor), and tracer and tracee switch twice per syscall. The helper runs no
+  // CPUID from here on and reads the TSC only through rdtsc.c, which lifts the trap around it.
+  prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
+  if (opts.cpuid_faulting) syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0);
   int rc = tracer_run(child, errpipe[0], &opts);
   stream_flush();
   return rc;

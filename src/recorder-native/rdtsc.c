@@ -3,6 +3,7 @@
 // steps over the instruction and records an RdtscEvent.
 #include "ra.h"
 #include <x86intrin.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 
 // Returns 1 when the stop was an rdtsc(p) (regs updated, record payload appended after EV), 0 otherwise.
@@ -14,7 +15,10 @@ int rdtsc_try_emulate(pid_t pid, int memfd, struct user_regs_struct *regs, struc
   else if (insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9) is_rdtscp = 1;
   else return 0;
   unsigned aux = 0;
+  // The helper runs with the same TSC trap as its tracees (main.c): lift it around our own read.
+  prctl(PR_SET_TSC, PR_TSC_ENABLE, 0, 0, 0);
   uint64_t value = is_rdtscp ? __rdtscp(&aux) : __rdtsc();
+  prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
   uint64_t rip = regs->rip;
   regs->rax = (uint32_t)value;
   regs->rdx = value >> 32;
