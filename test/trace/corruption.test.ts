@@ -7,7 +7,7 @@ import { compress, Codec } from '../../src/trace/codec.ts';
 import { encodeFrameHeader, encodeTrailer, FRAME_HEADER_SIZE, TRAILER_SIZE, FrameType } from '../../src/trace/layout.ts';
 import { crc32 } from '../../src/trace/checksum.ts';
 import { HEADER, everyKind } from './fixtures.ts';
-import { tmpFile, frames, rewriteFrame, readEverything } from './helpers.ts';
+import { tmpFile, frames, rewriteFrame, readAll } from './helpers.ts';
 
 function sample(): { file: string; buf: Buffer } {
   const file = tmpFile('base.rrz');
@@ -16,21 +16,6 @@ function sample(): { file: string; buf: Buffer } {
   for (let k = 0; k < 5; k++) for (const e of everyKind(ref)) w.append(e);
   w.close({ complete: true });
   return { file, buf: fs.readFileSync(file) };
-}
-
-/** Open and read everything; returns the error (if any). */
-function readAll(path: string): unknown {
-  try {
-    const r = TraceReader.open(path);
-    try {
-      readEverything(r);
-    } finally {
-      r.close();
-    }
-    return undefined;
-  } catch (e) {
-    return e;
-  }
 }
 
 function expectError(t: import('ava').ExecutionContext, buf: Uint8Array, re: RegExp): void {

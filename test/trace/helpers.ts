@@ -41,7 +41,7 @@ export function rewriteFrame(buf: Uint8Array, f: FrameAt, change: Partial<FrameH
   return Buffer.concat([buf.subarray(0, f.offset), header, stored, buf.subarray(f.end)]);
 }
 
-import type { TraceReader } from '../../src/trace/reader.ts';
+import { TraceReader } from '../../src/trace/reader.ts';
 import type { TraceEvent, Bytes } from '../../src/trace/schema.ts';
 
 /** Read every event, resolve every Bytes they hold, read every stored blob. Returns the event count. */
@@ -58,4 +58,19 @@ export function readEverything(r: TraceReader): number {
   for (const b of r.blobRefs()) r.blob(b);
   r.stats();
   return n;
+}
+
+/** Open the file and read everything in it; returns the error thrown, undefined when none. */
+export function readAll(path: string): unknown {
+  try {
+    const r = TraceReader.open(path);
+    try {
+      readEverything(r);
+    } finally {
+      r.close();
+    }
+    return undefined;
+  } catch (e) {
+    return e;
+  }
 }
