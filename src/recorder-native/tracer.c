@@ -2,8 +2,22 @@
 // state lives in `struct thread`, keyed by tid, and every record carries pid and tid. Processes run
 // concurrently (each has its own memory, so their events only need to be in an order the recorder
 // observed); the trace's order is that order. A new process appears as a clone record, written
-// before any event of the child. Threads (CLONE_VM without CLONE_VFORK) are not supported yet: the
-// recording stops at their creation.
+// before any event of the child.
+//
+// Threads (no-PMU mode, rr's scheme): within a process, one thread at a time runs user code, so the
+// trace has one total order of user-mode execution. A thread is RUNNING (resumed by us), HELD
+// (stopped, waiting for its turn, maybe with a stop not handled yet) or BLOCKED (let run inside a
+// syscall while another thread runs). Switch points are the entries of syscalls that may block and
+// write nothing into memory (futex wait/wake, sched_yield, nanosleep without a remainder): such a
+// syscall proceeds in the kernel while another HELD thread runs. A BLOCKED thread whose syscall
+// returns stays HELD until the running thread reaches a switch point; its exit event is written
+// when it runs again, after a switch record. Other syscalls (read, poll, wait4... with outputs) run
+// while the other threads of the process stay stopped, so their writes cannot land in the middle of
+// another thread's run (a sibling they wait for cannot run meanwhile: the spin detector below ends
+// such a recording with an explanation). A thread's exit (SYS_exit) is waited for before another
+// thread runs, and the kernel's CLONE_CHILD_CLEARTID / set_tid_address write is recorded in the exit
+// syscall's event. Without a PMU nothing can preempt a thread that loops in user code: when the
+// running thread makes no syscall for SPIN_SECONDS while a sibling waits to run, the recording stops.
 //
 // No-PMU mode: events happen only at syscalls. An asynchronous signal that arrives while the
 // tracee runs user code is held back and re-injected at the exit of the tracee's next syscall, so
@@ -23,8 +37,11 @@
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <sched.h>
+#include <time.h>
+#include <sys/time.h>
 #include <linux/sched.h>
 #include <linux/perf_event.h>
+#include <linux/futex.h>
 
 struct thread {
   pid_t tid, pid;
@@ -39,9 +56,17 @@ struct thread {
   struct user_regs_struct exit_regs;
   int held_signal;        // async signal held back until the next syscall exit
   bool fresh;             // a new tracee whose initial stop came before its parent's fork event
+  int state;              // T_RUNNING, T_HELD, T_BLOCKED, T_EXITING
+  bool has_pending;       // HELD with a stop not handled yet (pending_status)
+  int pending_status;
+  uint64_t held_seq;      // when it became HELD (round robin)
+  uint64_t clear_tid;     // CLONE_CHILD_CLEARTID / set_tid_address: zeroed by the kernel at exit
+  struct timespec last_stop;
+  bool entry_stop;        // the last handled stop was a syscall entry
   struct sc_ctx sc;
 };
 
+enum { T_RUNNING = 0, T_HELD = 1, T_BLOCKED = 2, T_EXITING = 3 };
 static struct thread **threads;
 static int nthreads, capthreads;
 
@@ -51,6 +76,10 @@ static struct thread *find_thread(pid_t tid) {
 }
 
 static struct buf writes;
+static int process_threads(pid_t pid);
+static void mono_now(struct timespec *ts);
+static void start_spin_timer(void);
+static void last_ran_forget(pid_t pid);
 static void record_write(struct sc_ctx *c, uint64_t addr, uint64_t len);
 
 static struct thread *add_thread(pid_t tid, pid_t pid) {
@@ -93,6 +122,7 @@ static void kill_all(void) {
 }
 
 static const struct tracer_opts *opts;
+static uint64_t held_counter;
 static uint64_t nevents;
 static struct buf rec;
 
@@ -399,9 +429,13 @@ static int on_new_child(struct thread *t, pid_t child) {
     if (!WIFSTOPPED(st)) { stream_message(REC_ERROR, "the new process %d ended before its first instruction", child); return -1; }
     c = add_thread(child, child);
   }
+  uint64_t ctid;
+  uint64_t flags = creation_flags(t, &t->sc.entry, &ctid);
+  bool thread = (flags & CLONE_THREAD) != 0;
   c->fresh = false;
-  c->pid = child;
+  c->pid = thread ? t->pid : child;
   c->execed = true;
+  if (flags & CLONE_CHILD_CLEARTID) c->clear_tid = ctid;
   c->memfd = mem_open(child);
   c->sc.memfd = c->memfd;
   if (c->memfd < 0) { stream_message(REC_ERROR, "cannot open /proc/%d/mem: %s", child, strerror(errno)); return -1; }
@@ -409,8 +443,6 @@ static int on_new_child(struct thread *t, pid_t child) {
     c->pmu_fd = pmu_attach(child, opts->pmu_config);
     if (c->pmu_fd < 0) { stream_message(REC_ERROR, "perf_event_open for process %d: %s", child, strerror(errno)); return -1; }
   }
-  uint64_t ctid;
-  uint64_t flags = creation_flags(t, &t->sc.entry, &ctid);
   struct user_regs_struct regs;
   struct user_fpregs_struct fpregs;
   if (ptrace(PTRACE_GETREGS, child, 0, &regs) < 0 || ptrace(PTRACE_GETFPREGS, child, 0, &fpregs) < 0) {
@@ -418,7 +450,7 @@ static int on_new_child(struct thread *t, pid_t child) {
     return -1;
   }
   ev_prefix(t);
-  buf_u32(&rec, (uint32_t)child);
+  buf_u32(&rec, (uint32_t)c->pid);
   buf_u32(&rec, (uint32_t)child);
   buf_u64(&rec, flags);
   buf_bytes(&rec, &regs, sizeof regs);
@@ -434,6 +466,16 @@ static int on_new_child(struct thread *t, pid_t child) {
     buf_u32(&rec, 0);
   }
   emit(REC_CLONE);
+  if (thread) {
+    start_spin_timer();
+    // A thread waits for its turn (its parent keeps running); its initial SIGSTOP is swallowed
+    // when it is first resumed.
+    c->state = T_HELD;
+    c->has_pending = false;
+    c->held_seq = ++held_counter;
+    return 0;
+  }
+  c->state = T_RUNNING;
   if (ptrace(PTRACE_SYSCALL, child, 0, 0) < 0 && errno != ESRCH) {  // swallow its initial SIGSTOP
     stream_message(REC_ERROR, "ptrace resume of the new process %d: %s", child, strerror(errno));
     return -1;
@@ -508,6 +550,7 @@ enum { GO_ON = 0, NO_RESUME = 1, FAILED = -1, STOPPED = -2 };
 static int handle_stop(struct thread *t, int st, int *how, int *sig) {
   bool was_boundary = t->at_boundary;
   t->at_boundary = false;
+  t->entry_stop = false;
   int signo = WSTOPSIG(st), event = st >> 16;
   *how = t->execed ? PTRACE_SYSCALL : PTRACE_CONT;
   *sig = 0;
@@ -536,13 +579,14 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
       long nr = (long)c->entry.orig_rax;
       if (nr == SYS_clone || nr == SYS_clone3) {
         uint64_t ctid, flags = creation_flags(t, &c->entry, &ctid);
-        if ((flags & CLONE_THREAD) || ((flags & CLONE_VM) && !(flags & CLONE_VFORK))) {
+        if ((flags & CLONE_VM) && !(flags & CLONE_VFORK) && !(flags & CLONE_THREAD)) {
           char what[64];
           snprintf(what, sizeof what, "%s with flags 0x%llx", syscall_name(nr), (unsigned long long)flags);
-          stop_recording(t->tid, "threads are not supported yet (%s: pthread_create or a clone sharing memory)", what);
+          stop_recording(t->tid, "processes sharing memory without CLONE_THREAD are not supported yet (%s)", what);
           return STOPPED;
         }
       }
+      if (nr == SYS_set_tid_address) t->clear_tid = c->entry.rdi;
       if (t->held_signal && nr != SYS_exit && nr != SYS_exit_group) {
         // A held-back asynchronous signal becomes pending again now: it is delivered at this
         // syscall's exit (a boundary replay can place), interrupting it if it blocks. Holding it
@@ -574,12 +618,21 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
       }
       if (nr == SYS_exit || nr == SYS_exit_group) {
         c->result = 0;
+        if (nr == SYS_exit && t->clear_tid && process_threads(t->pid) > 1) {
+          // The kernel zeroes the tid word (and futex-wakes it) as the thread ends: part of this
+          // event, applied by replay when the thread reaches it.
+          uint32_t zero = 0;
+          buf_u64(&writes, t->clear_tid);
+          buf_bytes(&writes, &zero, 4);
+          c->nwrites++;
+        }
         emit_syscall(t, true);
         t->in_recorded_syscall = false;
       }
       // A syscall that may block: what is recorded so far goes out now, so a recorder killed
       // while the program waits loses nothing. Otherwise batch (flushed every 20 ms or 64 KiB).
       if (may_block(nr) || nr == SYS_vfork || stream_should_flush()) stream_flush();
+      t->entry_stop = true;
       return GO_ON;
     }
     // Syscall exit.
@@ -644,6 +697,150 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
   return GO_ON;
 }
 
+
+// ---- Threads: one thread of a process runs user code at a time (see the top of this file) ----
+
+static int process_threads(pid_t pid) {
+  int n = 0;
+  for (int k = 0; k < nthreads; k++) if (threads[k]->pid == pid && !threads[k]->fresh) n++;
+  return n;
+}
+
+// The thread whose user code ran last in each process: a switch record is written when another
+// thread of that process runs.
+static struct { pid_t pid, tid; } *last_ran;
+static int nlast, caplast;
+
+static pid_t last_ran_get(pid_t pid) {
+  for (int k = 0; k < nlast; k++) if (last_ran[k].pid == pid) return last_ran[k].tid;
+  return pid;  // a process starts with its first thread
+}
+
+static void last_ran_forget(pid_t pid) {
+  for (int k = 0; k < nlast; k++) if (last_ran[k].pid == pid) { last_ran[k] = last_ran[--nlast]; return; }
+}
+
+static void last_ran_set(pid_t pid, pid_t tid) {
+  for (int k = 0; k < nlast; k++) if (last_ran[k].pid == pid) { last_ran[k].tid = tid; return; }
+  if (nlast == caplast) {
+    caplast = caplast ? caplast * 2 : 16;
+    last_ran = realloc(last_ran, sizeof *last_ran * (size_t)caplast);
+    if (!last_ran) { fprintf(stderr, "ra-recorder: out of memory\n"); _exit(70); }
+  }
+  last_ran[nlast].pid = pid;
+  last_ran[nlast].tid = tid;
+  nlast++;
+}
+
+// A syscall entry where the thread may wait in the kernel while a sibling runs: it blocks (or
+// yields) and writes nothing into memory, so letting it proceed concurrently changes nothing the
+// trace must place. (futex ops that write, the PI and WAKE_OP ones, are not.)
+static bool switchable(const struct user_regs_struct *e) {
+  switch ((long)e->orig_rax) {
+  case SYS_futex:
+    switch ((int)(e->rsi & FUTEX_CMD_MASK)) {
+    case FUTEX_WAIT: case FUTEX_WAKE: case FUTEX_WAIT_BITSET: case FUTEX_WAKE_BITSET:
+    case FUTEX_REQUEUE: case FUTEX_CMP_REQUEUE:
+      return true;
+    default: return false;
+    }
+  case SYS_sched_yield: return true;
+  case SYS_nanosleep: return e->rsi == 0;
+  case SYS_clock_nanosleep: return e->r10 == 0;
+  default: return false;
+  }
+}
+
+// The helper runs with the TSC trapped (as its tracees): only the coarse clock works in the vDSO.
+static void mono_now(struct timespec *ts) { clock_gettime(CLOCK_MONOTONIC_COARSE, ts); }
+
+static bool threads_started;
+static volatile int ra_tick;
+static void on_tick(int sig) { (void)sig; ra_tick = 1; }
+static double spin_seconds = 10;
+
+static void start_spin_timer(void) {
+  if (threads_started) return;
+  threads_started = true;
+  const char *e = getenv("RA_SPIN_TIMEOUT");
+  if (e && atof(e) > 0) spin_seconds = atof(e);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_tick;  // no SA_RESTART: waitpid returns EINTR
+  sigaction(SIGALRM, &sa, NULL);
+  struct itimerval it = { { 0, 250000 }, { 0, 250000 } };
+  setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static double seconds_since(const struct timespec *a) {
+  struct timespec now;
+  mono_now(&now);
+  return (double)(now.tv_sec - a->tv_sec) + (double)(now.tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static int schedule(pid_t pid);
+
+// After handling a stop of the running thread `t`: resume it, and when it entered a syscall that
+// may block (and writes nothing), let it wait in the kernel while a sibling runs.
+static int after_stop(struct thread *t, int r, int how, int sig) {
+  if (r != GO_ON) return r;
+  long nr = (long)t->sc.entry.orig_rax;
+  bool entry = t->entry_stop && t->in_recorded_syscall;
+  if (resume_thread(t, how, sig) < 0) return FAILED;
+  if (t->entry_stop && (nr == SYS_exit || nr == SYS_exit_group)) {
+    // The thread ends: wait for it (the kernel's clear-tid write and futex wake come first) before
+    // a sibling runs. A thread group leader's end is not reported while siblings live: go on.
+    bool leader = t->tid == t->pid && nr == SYS_exit && process_threads(t->pid) > 1;
+    t->state = leader ? T_BLOCKED : T_EXITING;
+    return leader ? schedule(t->pid) : GO_ON;
+  }
+  if (entry && switchable(&t->sc.entry) && process_threads(t->pid) > 1) {
+    t->state = T_BLOCKED;
+    return schedule(t->pid);
+  }
+  return GO_ON;
+}
+
+// Let `u` (HELD) run: a switch record when another thread ran last, then its pending stop.
+static int run_thread(struct thread *u) {
+  u->state = T_RUNNING;
+  mono_now(&u->last_stop);
+  if (last_ran_get(u->pid) != u->tid) {
+    ev_prefix(u);
+    emit(REC_SWITCH);
+    last_ran_set(u->pid, u->tid);
+  }
+  if (!u->has_pending) return resume_thread(u, PTRACE_SYSCALL, 0) < 0 ? FAILED : GO_ON;
+  u->has_pending = false;
+  int how, sig;
+  int r = handle_stop(u, u->pending_status, &how, &sig);
+  return after_stop(u, r, how, sig);
+}
+
+// When no thread of the process runs, the HELD one that has waited longest runs.
+static int schedule(pid_t pid) {
+  struct thread *best = NULL;
+  for (int k = 0; k < nthreads; k++) {
+    struct thread *x = threads[k];
+    if (x->pid != pid || x->fresh) continue;
+    if (x->state == T_RUNNING || x->state == T_EXITING) return GO_ON;
+    if (x->state == T_HELD && (!best || x->held_seq < best->held_seq)) best = x;
+  }
+  return best ? run_thread(best) : GO_ON;
+}
+
+// No PMU: a thread looping in user code cannot be preempted. Stop when the running thread has
+// made no syscall for spin_seconds while a sibling waits for its turn.
+static struct thread *find_spinner(void) {
+  for (int k = 0; k < nthreads; k++) {
+    struct thread *t = threads[k];
+    if (t->state != T_RUNNING || t->fresh || seconds_since(&t->last_stop) < spin_seconds) continue;
+    for (int j = 0; j < nthreads; j++)
+      if (threads[j]->pid == t->pid && threads[j]->state == T_HELD && !threads[j]->fresh) return t;
+  }
+  return NULL;
+}
+
 int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
   opts = o;
   struct thread *first = add_thread(child, child);
@@ -669,6 +866,17 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
     if (stream_should_flush()) stream_flush();
     pid_t w;
     while ((w = waitpid(-1, &st, __WALL)) < 0) {
+      if (errno == EINTR && ra_tick) {
+        ra_tick = 0;
+        struct thread *sp = find_spinner();
+        if (sp) {
+          char what[160];
+          snprintf(what, sizeof what, "thread %d of process %d ran %.0f s without a syscall while another thread waited to run", sp->tid, sp->pid, spin_seconds);
+          stop_recording(sp->tid, "%s: without a PMU the recorder runs one thread at a time and switches only at syscalls, so a thread that spins in user code (or waits in a syscall the recorder does not let run concurrently, such as a read from a pipe a sibling thread writes) cannot be preempted; this program needs a PMU (hardware performance counters) to record", what);
+          return 1;
+        }
+        continue;
+      }
       if (errno == EINTR && ra_interrupted) {
         stream_message(REC_STOPPED, "recording interrupted by %s at event %llu", strsignal(ra_interrupted), (unsigned long long)nevents);
         kill_all();
@@ -694,14 +902,21 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
         stream_flush();
         return 1;
       }
+      pid_t epid = t->pid;
       if (!t->fresh) {
         ev_prefix(t);
         buf_u32(&rec, WIFSIGNALED(st));
         buf_u32(&rec, WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-        buf_u32(&rec, 1);
+        buf_u32(&rec, process_threads(t->pid) <= 1);
         emit(REC_EXIT);
       }
       remove_thread(t);
+      if (process_threads(epid) == 0) last_ran_forget(epid);
+      if (nthreads > 0) {
+        int r = schedule(epid);
+        if (r == STOPPED) return 1;
+        if (r == FAILED) { kill_all(); return 1; }
+      }
       if (nthreads == 0) {
         struct buf b = {0};
         stream_record(REC_END, &b);
@@ -712,10 +927,21 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
       continue;
     }
     if (!WIFSTOPPED(st) || t->fresh) continue;
-    int how, sig;
-    int r = handle_stop(t, st, &how, &sig);
+    int r;
+    if (t->state == T_BLOCKED || t->state == T_HELD) {
+      // Back from a syscall it waited in while a sibling ran: its turn comes at the next switch.
+      t->state = T_HELD;
+      t->has_pending = true;
+      t->pending_status = st;
+      t->held_seq = ++held_counter;
+      r = schedule(t->pid);
+    } else {
+      mono_now(&t->last_stop);
+      int how, sig;
+      r = handle_stop(t, st, &how, &sig);
+      r = after_stop(t, r, how, sig);
+    }
     if (r == STOPPED) return 1;
     if (r == FAILED) { kill_all(); return 1; }
-    if (r == GO_ON && resume_thread(t, how, sig) < 0) { kill_all(); return 1; }
   }
 }

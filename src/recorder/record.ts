@@ -165,6 +165,9 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
         e = { kind: 'clone', ...base, childPid: r.childPid, childTid: r.childTid, flags: r.flags, regs: copy(r.regs), fpregs: copy(r.fpregs) };
         if (r.writes.length) e.writes = writes(w, r.writes);
         break;
+      case 'switch':
+        e = { kind: 'switch', ...base };
+        break;
       case 'exit':
         e = { kind: 'exit', ...base, code: r.signaled ? null : r.value, signal: r.signaled ? r.value : null, processExit: r.processExit };
         // `record` exits with the status of the first process (the one it started).

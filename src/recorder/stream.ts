@@ -22,9 +22,10 @@
 //  11 END
 //  12 CLONE       EV (the creating thread), u32 childPid, u32 childTid, u64 flags, BYTES regs, BYTES fpregs,
 //                 u32 nwrites, WRITE... (what the kernel wrote into the child's memory: CLONE_CHILD_SETTID)
+//  13 SWITCH      EV (the thread that runs user code from now on, in its process)
 import type { CpuidLeaf } from '../trace/schema.ts';
 
-export const RecType = { Info: 1, Cpuid: 2, Exec: 3, Syscall: 4, Rdtsc: 5, Signal: 6, Exit: 7, ExecFailed: 8, Stopped: 9, Error: 10, End: 11, Clone: 12 } as const;
+export const RecType = { Info: 1, Cpuid: 2, Exec: 3, Syscall: 4, Rdtsc: 5, Signal: 6, Exit: 7, ExecFailed: 8, Stopped: 9, Error: 10, End: 11, Clone: 12, Switch: 13 } as const;
 
 /** Bytes are views into the stream's buffers: copy (or hand to TraceWriter.bytes) before keeping. */
 export interface RawMapping { start: number; end: number; prot: number; flags: number; fileOffset: number; name: string; data?: Uint8Array }
@@ -38,6 +39,7 @@ export type HelperRecord =
   | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; outputTarget: number } & Ev)
   | ({ type: 'rdtsc'; rip: number; rdtscp: boolean; value: bigint; aux: number } & Ev)
   | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array } & Ev)
+  | ({ type: 'switch' } & Ev)
   | ({ type: 'clone'; childPid: number; childTid: number; flags: number; regs: Uint8Array; fpregs: Uint8Array; writes: RawWrite[] } & Ev)
   | ({ type: 'exit'; signaled: boolean; value: number; processExit: boolean } & Ev)
   | { type: 'exec-failed'; errno: number; message: string }
@@ -120,6 +122,7 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
       const ev = c.ev(), childPid = c.u32(), childTid = c.u32(), flags = c.u64(), regs = c.bytes(), fpregs = c.bytes();
       return { type: 'clone', ...ev, childPid, childTid, flags, regs, fpregs, writes: c.list(() => c.write()) };
     }
+    case RecType.Switch: return { type: 'switch', ...c.ev() };
     case RecType.ExecFailed: return { type: 'exec-failed', errno: c.u32(), message: c.str() };
     case RecType.Stopped: return { type: 'stopped', message: c.str() };
     case RecType.Error: return { type: 'error', message: c.str() };

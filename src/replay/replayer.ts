@@ -4,7 +4,7 @@
 import type { Machine, StopReason, ThreadContext } from '../emulator/machine.ts';
 import { TraceFormatError } from '../trace/errors.ts';
 import type { TraceReader } from '../trace/reader.ts';
-import type { CloneEvent, ExecEvent, ExitEvent, RdtscEvent, SignalEvent, SyscallEvent, TraceEvent, UserRegName } from '../trace/schema.ts';
+import type { CloneEvent, ExecEvent, ExitEvent, RdtscEvent, SignalEvent, SwitchEvent, SyscallEvent, TraceEvent, UserRegName } from '../trace/schema.ts';
 import { syscallName } from '../trace/syscall-names.ts';
 import { AddressSpace } from './address-space.ts';
 import { CpuidTable } from './cpuid.ts';
@@ -43,7 +43,7 @@ const SYS_RT_SIGRETURN = 15;
 const MCONTEXT = 48;
 const SIGCONTEXT_REGS: readonly UserRegName[] = ['r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rdi', 'rsi', 'rbp', 'rbx', 'rdx', 'rax', 'rcx', 'rsp', 'rip', 'eflags'];
 const SYS_CLONE = 56, SYS_FORK = 57, SYS_VFORK = 58, SYS_CLONE3 = 435;
-const CLONE_VM = 0x100, CLONE_VFORK = 0x4000;
+const CLONE_VM = 0x100, CLONE_VFORK = 0x4000, CLONE_THREAD = 0x10000;
 /** Instructions per native run slice between progress reports. */
 const SLICE = 200_000_000;
 
@@ -77,6 +77,9 @@ class Replayer {
   private readonly loaded = new Map<AddressSpace, ThreadState>();
   /** The vfork child running in a space (its parent waits until it execs or exits). */
   private readonly vforkChild = new Map<AddressSpace, ThreadState>();
+  /** The thread of each process (by pid) whose user code ran last in the recording: threads of a
+   * process ran one at a time, and a switch event names the next one. */
+  private readonly active = new Map<number, ThreadState>();
   /** The thread of the event being applied. */
   private current: ThreadState | undefined;
   private readonly cpuid: CpuidTable;
@@ -142,7 +145,7 @@ class Replayer {
       case 'exit':
         return this.applyExit(ev);
       case 'switch':
-        throw this.diverge('switch events (threads) are not replayed yet');
+        return this.applySwitch(ev);
     }
   }
 
@@ -229,13 +232,34 @@ class Replayer {
     const th: ThreadState = { pid: ev.pid, tid: ev.tid, space, parked: false, tickBase, ticks: tickBase, instructions: 0 };
     this.threads.set(ev.tid, th);
     this.loaded.set(space, th);
+    this.active.set(ev.pid, th);
     this.current = th;
+  }
+
+  /** Another thread of a process runs from here on. The one that ran before let it run at a
+   * syscall entry (futex wait, sched_yield...) whose event comes later, when it runs again: it
+   * executes up to that syscall now, before any user code of the next thread, as it did while
+   * recorded. */
+  private applySwitch(ev: SwitchEvent): void {
+    const th = this.threads.get(ev.tid);
+    if (!th) throw this.diverge(`switch to thread ${ev.pid}/${ev.tid}, which the trace has not created`);
+    const prev = this.active.get(ev.pid);
+    if (prev && prev !== th && this.threads.get(prev.tid) === prev && !prev.parked) {
+      this.load(prev);
+      const stop = this.runToNextStop();
+      if (stop.kind !== 'syscall') throw this.unexpectedStop(stop, `thread ${prev.tid} to reach the syscall at which thread ${th.tid} started running`);
+      prev.parked = true;
+    }
+    this.active.set(ev.pid, th);
   }
 
   private applyExit(ev: ExitEvent): void {
     if (ev.processExit && ev.pid === this.firstPid) this.exitStatus = ev.code ?? 128 + (ev.signal ?? 0);
     const th = this.threads.get(ev.tid);
-    if (th) this.retireThread(th);
+    if (th) {
+      if (this.active.get(ev.pid) === th) this.active.delete(ev.pid);
+      this.retireThread(th);
+    }
   }
 
   /** fork, vfork, clone of a process: the parent runs to its creating syscall (whose own event, with
@@ -253,7 +277,8 @@ class Replayer {
       parent.parked = true;
     }
     if (this.threads.has(ev.childTid)) throw this.diverge(`clone event: thread ${ev.childTid} already exists`);
-    if ((ev.flags & CLONE_VM) && !(ev.flags & CLONE_VFORK)) throw this.diverge('clone events of threads (CLONE_VM without CLONE_VFORK) are not replayed yet');
+    const thread = (ev.flags & CLONE_THREAD) !== 0;
+    if ((ev.flags & CLONE_VM) && !(ev.flags & CLONE_VFORK) && !thread) throw this.diverge('clone events of processes sharing memory without CLONE_THREAD are not replayed');
     const shared = (ev.flags & CLONE_VM) !== 0;
     const space = shared ? parent.space : new AddressSpace(parent.space);
     for (const w of ev.writes ?? []) space.machine.write(w.addr, this.reader.bytes(w.data));
@@ -262,8 +287,13 @@ class Replayer {
       start: { regs: ev.regs, fpregs: ev.fpregs },
     };
     this.threads.set(ev.childTid, child);
-    if (shared) this.vforkChild.set(space, child);
-    else this.load(child);
+    if (thread) {
+      // A thread of the same process: a context of its space, loaded when it first runs.
+    } else {
+      this.active.set(ev.childPid, child);
+      if (shared) this.vforkChild.set(space, child);
+      else this.load(child);
+    }
     this.load(parent);
   }
 
@@ -323,7 +353,12 @@ class Replayer {
     if (this.pmuTicks && ev.ticks !== undefined && ev.ticks !== m.ticks) {
       throw this.diverge(`ticks differ at syscall ${syscallName(ev.number)}: recorded ${ev.ticks}, replayed ${m.ticks}`, `last blocks executed:\n${lastBlocks(m)}`);
     }
-    if (ev.noReturn) return;
+    if (ev.noReturn) {
+      // A thread's exit carries the kernel's CLONE_CHILD_CLEARTID write; the thread runs no more.
+      for (const w of ev.writes) m.write(w.addr, this.reader.bytes(w.data));
+      th.parked = true;
+      return;
+    }
     this.echoOutput(ev);
     if (ev.number === SYS_RT_SIGRETURN) return this.sigreturn(ev);
     this.applyCpuEffects(ev);

@@ -93,17 +93,3 @@ test.serial("output goes back to the stream the user saw it on, whatever fd the 
   t.regex(rt.recorded.stderr, /^swapped$/m);
   t.regex(rt.replayed.stderr, /^swapped$/m);
 });
-
-test.serial('threads stop the recording with a clear message and leave a readable incomplete trace', (t) => {
-  const rt = recordAndReplay([fixture('thread', ['-O1', '-pthread'])]);
-  t.teardown(rt.cleanup);
-  t.is(rt.recorded.stdout.toString(), 'starting a thread\n');
-  t.not(rt.recorded.status, 0);
-  t.regex(rt.recorded.stderr, /threads are not supported yet \(clone3? with flags 0x[0-9a-f]+: pthread_create/);
-  const info = JSON.parse(cli(['info', '--json', rt.trace]).stdout.toString());
-  t.false(info.complete);
-  t.regex(info.incompleteReason, /^threads are not supported yet/);
-  // What was recorded replays (up to the incomplete end).
-  t.is(rt.summary.divergence, null, rt.replayed.stderr);
-  t.is(rt.replayed.stdout.toString(), 'starting a thread\n');
-});

@@ -1,0 +1,101 @@
+// Threads (no PMU): the recorder runs one thread of a process at a time and switches at syscalls
+// that block (futex waits...), writing a switch event; replay swaps thread contexts in the
+// process's address space at those events. Real programs, recorded for real and replayed.
+import test, { type ExecutionContext } from 'ava';
+import { fixture } from '../helpers/fixtures.ts';
+import { cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
+
+const pthread = (name: string) => fixture(name, ['-O1', '-pthread']);
+
+function same(t: ExecutionContext, command: string[], expected: string): RoundTrip {
+  const rt = recordAndReplay(command);
+  t.teardown(rt.cleanup);
+  t.is(rt.recorded.status, 0, `record: ${rt.recorded.stderr}`);
+  t.is(rt.recorded.stdout.toString(), expected);
+  t.is(rt.summary.divergence, null, rt.replayed.stderr);
+  t.true(rt.summary.verified);
+  t.is(rt.replayed.status, 0, rt.replayed.stderr);
+  t.is(rt.summary.exitStatus, 0);
+  t.is(rt.replayed.stdout.toString(), expected);
+  return rt;
+}
+
+interface DumpEvent { kind: string; pid: number; tid: number }
+function events(trace: string): DumpEvent[] {
+  const r = cli(['dump', '--json', trace]);
+  return JSON.parse(r.stdout.toString());
+}
+
+/** The threads seen in the trace, and how many switch events it has. */
+function threadStats(trace: string): { tids: Set<number>; switches: number; pids: Set<number> } {
+  const evs = events(trace);
+  return { tids: new Set(evs.map((e) => e.tid)), pids: new Set(evs.map((e) => e.pid)), switches: evs.filter((e) => e.kind === 'switch').length };
+}
+
+test.serial('one thread: pthread_create and pthread_join with a return value', (t) => {
+  const rt = same(t, [pthread('thread')], 'starting a thread\njoined: 42\n');
+  const s = threadStats(rt.trace);
+  t.is(s.pids.size, 1);
+  t.is(s.tids.size, 2);
+  t.true(s.switches >= 2);
+  const info = JSON.parse(cli(['info', '--json', rt.trace]).stdout.toString());
+  t.true(info.complete);
+});
+
+test.serial('two threads increment a counter under a mutex', (t) => {
+  const rt = same(t, [pthread('thread_mutex')], 'counter = 200000\n');
+  const s = threadStats(rt.trace);
+  t.is(s.tids.size, 3);
+  t.true(s.switches >= 2);
+});
+
+test.serial('eight threads take turns with a condition variable', (t) => {
+  const rt = same(t, [pthread('thread_cond')], 'turns 40 total 420\n');
+  const s = threadStats(rt.trace);
+  t.is(s.tids.size, 9);
+  t.true(s.switches > 8);
+});
+
+test.serial('producer/consumer through a bounded queue', (t) => {
+  const rt = same(t, [pthread('thread_queue')], 'consumed sum 500500\n');
+  t.true(threadStats(rt.trace).switches > 10);
+});
+
+test.serial('threads exit (pthread_exit, return) while others run; pthread_join sees the cleared tid', (t) => {
+  const rt = same(t, [pthread('thread_exit')], 'quick results 306, slow 7, done 26\n');
+  const exits = events(rt.trace).filter((e) => e.kind === 'exit');
+  t.is(exits.length, 5);
+});
+
+test.serial('python3 threading: four threads sum ranges', (t) => {
+  const script = [
+    'import threading',
+    'res = [0] * 4',
+    'def work(i): res[i] = sum(range(i * 100000, (i + 1) * 100000))',
+    'ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]',
+    'for x in ts: x.start()',
+    'for x in ts: x.join()',
+    'print("total", sum(res))',
+  ].join('\n');
+  const rt = same(t, ['/usr/bin/python3', '-c', script], 'total 79999800000\n');
+  t.true(threadStats(rt.trace).tids.size >= 5);
+});
+
+test.serial('a thread spinning in user code while another waits stops the recording: it needs a PMU', (t) => {
+  process.env.RA_SPIN_TIMEOUT = '1';
+  let rt: RoundTrip;
+  try {
+    rt = recordAndReplay([pthread('thread_spin')]);
+  } finally {
+    delete process.env.RA_SPIN_TIMEOUT;
+  }
+  t.teardown(rt.cleanup);
+  t.not(rt.recorded.status, 0);
+  t.is(rt.recorded.stdout.toString(), 'spinning\n');
+  t.regex(rt.recorded.stderr, /ran 1 s without a syscall while another thread waited to run: .*this program needs a PMU/);
+  const info = JSON.parse(cli(['info', '--json', rt.trace]).stdout.toString());
+  t.false(info.complete);
+  // What was recorded replays, up to the incomplete end.
+  t.is(rt.summary.divergence, null, rt.replayed.stderr);
+  t.is(rt.replayed.stdout.toString(), 'spinning\n');
+});
