@@ -238,6 +238,16 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
     lastStep = step;
     uc_err err = uc_emu_start(uc, pc, UNTIL, 0, step ? 1 : 0);
     uint64_t now = rip();
+    // A stop the block hook asked for (tick target, budget, restart) exits before the block's first
+    // instruction (QEMU's exit check follows the block hook), but Unicorn 2.0.1 does not put RIP
+    // there: on that exit cpu_tb_exec skips synchronize_from_tb when a stop was requested, and
+    // chained TBs (direct jumps) do not store EIP, so RIP is wherever QEMU last stored it (the
+    // return address of the last ret, say). Resuming from it ran the wrong code (bc -l: a loop
+    // stopped by the budget resumed after a call, r15 = 0xcccccccd used as a pointer).
+    if ((stop.kind == STOP_BUDGET || stop.kind == STOP_TICK_TARGET || stop.kind == STOP_RESTART) && now != stop.rip) {
+      now = stop.rip;
+      uc_reg_write(uc, UC_X86_REG_RIP, &now);
+    }
     BlockInfo *cur = this->cur();
     // A data access fault leaves RIP at the start of the translated block: find the instruction.
     if (stop.kind == STOP_FAULT && stop.access != 2 && cur && now == cur->addr) {

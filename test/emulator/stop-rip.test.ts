@@ -1,0 +1,73 @@
+// A stop asked for by the block hook (instruction budget, tick target) exits before the block, but
+// Unicorn 2.0.1 leaves RIP where QEMU last stored it: cpu_tb_exec skips synchronize_from_tb when a
+// stop was requested, and chained TBs (direct jumps) do not store EIP. After a `ret` (which stores
+// EIP = its return address) a loop of direct jumps ran with a stale RIP, and the run resumed at the
+// return address with the loop's registers (bc -l: r15 = 0xcccccccd used as a pointer).
+import test from 'ava';
+import { Machine, PROT_EXEC, PROT_READ, PROT_WRITE } from '../../src/emulator/machine.ts';
+import { asm } from './asm.ts';
+
+const CODE = 0x400000;
+const STACK = 0x7f0000;
+
+// f returns to `after` (EIP stored there by the ret); the loop then runs 1000 times through two
+// blocks joined by direct jumps: ecx counts down, eax sums 1000 + 999 + ... + 1 = 500500.
+const SRC = `
+    call f
+after:
+    mov ecx, 1000
+    xor eax, eax
+1:  add eax, ecx
+    jmp 2f
+2:  dec ecx
+    jnz 1b
+    mov r15, 0x1234
+    syscall
+f:  mov r15, 0xcccccccd
+    ret
+`;
+
+function machine(counting = true): Machine {
+  const m = new Machine({ counting });
+  m.map(CODE, 0x1000, PROT_READ | PROT_EXEC);
+  m.write(CODE, asm(SRC));
+  m.map(STACK, 0x10000, PROT_READ | PROT_WRITE);
+  m.setReg('rsp', BigInt(STACK + 0x8000));
+  m.setReg('rip', BigInt(CODE));
+  return m;
+}
+
+test('budget stop in a loop of chained blocks leaves RIP at the next block, and resuming is exact', (t) => {
+  const m = machine();
+  // call, mov r15, ret, mov ecx, xor eax = 5; then 4 per iteration.
+  t.deepEqual(m.run({ instructionBudget: 5 + 4 * 300 + 2 }), { kind: 'budget' });
+  t.is(m.instructions, 5 + 4 * 300 + 2);
+  t.is(m.getReg('rip'), BigInt(CODE + 5 + 5 + 2 + 2 + 2)); // at `2:` (call, mov, xor, add, jmp) (dec ecx)
+  t.is(m.getReg('rcx'), 700n);
+  t.is(m.getReg('r15'), 0xcccccccdn);
+  let stops = 1;
+  for (;;) {
+    const s = m.run({ instructionBudget: 333 });
+    if (s.kind !== 'budget') {
+      t.deepEqual(s, { kind: 'syscall' });
+      break;
+    }
+    stops++;
+  }
+  t.true(stops > 5);
+  t.is(m.getReg('rax'), 500500n);
+  t.is(m.getReg('r15'), 0x1234n);
+  t.is(m.instructions, 5 + 4 * 1000 + 2);
+  m.close();
+});
+
+test('tick target stop in a loop of chained blocks leaves RIP at the next block', (t) => {
+  const m = machine();
+  t.deepEqual(m.run({ tickTarget: 250 }), { kind: 'tick-target' });
+  t.is(m.ticks, 250);
+  t.is(m.getReg('rip'), BigInt(CODE + 5 + 5 + 2)); // at `1:` after 250 jnz
+  t.is(m.getReg('rcx'), 750n);
+  t.deepEqual(m.run(), { kind: 'syscall' });
+  t.is(m.getReg('rax'), 500500n);
+  m.close();
+});
