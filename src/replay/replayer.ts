@@ -43,6 +43,13 @@ const SYS_RT_SIGRETURN = 15;
 const MCONTEXT = 48;
 const SIGCONTEXT_REGS: readonly UserRegName[] = ['r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rdi', 'rsi', 'rbp', 'rbx', 'rdx', 'rax', 'rcx', 'rsp', 'rip', 'eflags'];
 const SYS_CLONE = 56, SYS_FORK = 57, SYS_VFORK = 58, SYS_CLONE3 = 435;
+/** Results a syscall interrupted by a signal ends with internally. With no handler to run (the
+ * signal ignored, or only seen by the tracer) the kernel restarts it: rip back onto the SYSCALL
+ * instruction, rax the syscall number again, or restart_syscall for ERESTART_RESTARTBLOCK. A
+ * handler's frame and registers come from the trace's signal event instead. */
+const ERESTARTSYS = -512, ERESTARTNOINTR = -513, ERESTARTNOHAND = -514, ERESTART_RESTARTBLOCK = -516;
+const RESTARTED = new Set([ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK]);
+const SYS_RESTART_SYSCALL = 219;
 const CLONE_VM = 0x100, CLONE_VFORK = 0x4000, CLONE_THREAD = 0x10000;
 /** Instructions per native run slice between progress reports. */
 const SLICE = 200_000_000;
@@ -364,6 +371,11 @@ class Replayer {
     this.applyCpuEffects(ev);
     this.space.applySyscall(ev, (b) => this.reader.bytes(b));
     for (const w of ev.writes) m.write(w.addr, this.reader.bytes(w.data));
+    if (RESTARTED.has(ev.result)) {
+      m.setReg('rax', BigInt(ev.result === ERESTART_RESTARTBLOCK ? SYS_RESTART_SYSCALL : ev.number));
+      m.setReg('rip', m.getReg('rip') - 2n);
+      return;
+    }
     m.setReg('rax', BigInt.asUintN(64, BigInt(ev.result)));
   }
 

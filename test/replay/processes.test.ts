@@ -65,6 +65,15 @@ test.serial('a pipeline between two children', (t) => {
   t.is(processes(rt.trace).length, 3);
 });
 
+test.serial('syscalls interrupted by an unhandled SIGCHLD are restarted (read: ERESTARTSYS, nanosleep: restart_syscall)', (t) => {
+  const rt = same(t, [fixture('restart')], 'read 5 bytes: late\nnanosleep returned 0\n');
+  const dump = JSON.parse(cli(['dump', '--json', rt.trace]).stdout.toString()) as { kind: string; syscall?: string; result?: number }[];
+  const syscalls = dump.filter((e) => e.kind === 'syscall');
+  t.true(syscalls.some((e) => e.syscall === 'read' && e.result === -512), 'a read interrupted with ERESTARTSYS');
+  t.true(syscalls.some((e) => e.syscall === 'clock_nanosleep' && e.result === -516), 'a nanosleep interrupted with ERESTART_RESTARTBLOCK');
+  t.true(syscalls.some((e) => e.syscall === 'restart_syscall'));
+});
+
 test.serial('a SIGCHLD handler reaps the child while the parent waits in pause()', (t) => {
   const rt = same(t, [fixture('sigchld')], 'reaped the child in the SIGCHLD handler: status 5\n');
   const dump = JSON.parse(cli(['dump', '--json', rt.trace]).stdout.toString()) as { kind: string; signo?: number }[];
