@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { TraceWriter } from '../trace/writer.ts';
 import type { CpuidLeaf, Mapping, MemoryWrite, TickMode, TraceEvent } from '../trace/schema.ts';
 import { RecordSplitter, type HelperRecord, type RawMapping, type RawWrite } from './stream.ts';
+import { ProgramFiles } from './program-files.ts';
 import { DEFAULT_MASKED_FEATURES, cpuidMask, cpuidMaskArg, maskEnv } from './cpu-mask.ts';
 
 // The CLI bundle (scripts/setup.mjs) defines RA_SOURCE_DIR, since import.meta.url is then the bundle's.
@@ -112,7 +113,9 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
     return writer;
   };
 
+  const programFiles = new ProgramFiles();
   const mapping = (w: TraceWriter, m: RawMapping): Mapping => {
+    programFiles.noteMapping(w, m.name, m.prot);
     const out: Mapping = { start: m.start, end: m.end, prot: m.prot, flags: m.flags, name: m.name, fileOffset: m.fileOffset };
     if (m.data) out.data = w.bytes(m.data);
     return out;
@@ -142,6 +145,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
     switch (r.type) {
       case 'exec':
         firstPid ??= r.pid;
+        programFiles.keep(w, r.path);
         e = { kind: 'exec', ...base, path: r.path, argv: r.argv, regs: copy(r.regs), fpregs: copy(r.fpregs), auxv: copy(r.auxv), brk: r.brk, mappings: r.mappings.map((m) => mapping(w, m)) };
         break;
       case 'syscall':
@@ -210,6 +214,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
   }
   const complete = ended && !reason;
   const events = w.eventCount;
+  programFiles.finish(w);
   w.close(complete ? { complete: true } : { complete: false, reason });
   if (exitStatus === undefined) exitStatus = interrupted ? 128 + (os.constants.signals[interrupted] ?? 1) : 1;
   const result: RecordResult = { exitStatus, events, complete, tracePath: opts.output };
