@@ -19,6 +19,20 @@ const ZEROS = Buffer.alloc(CHUNK);
 
 export type ResolveBytes = (b: Bytes) => Uint8Array;
 
+/** Bytes per chunk of a SpaceImage: the unit shared between consecutive images. */
+const IMAGE_CHUNK = 1 << 16;
+
+/** A process's memory and kernel-side memory state frozen at one moment (a replay checkpoint).
+ * Chunks equal to those of the image it was captured after are shared, not copied. */
+export interface SpaceImage {
+  regions: { start: number; end: number; prot: number; chunks: (Buffer | null)[] }[];
+  brk: number;
+  brkMappedEnd: number;
+  stack: { start: number; end: number } | undefined;
+  /** Bytes this image holds that the previous one did not (its own cost). */
+  ownBytes: number;
+}
+
 export class AddressSpace {
   readonly machine = new Machine();
   /** End of the pages mapped for the heap (brk rounds up to pages). */
@@ -28,7 +42,18 @@ export class AddressSpace {
 
   /** From an exec event (a new process image), or as a copy of `parent` (fork: same mappings,
    * protections, contents, program break and stack; registers are the caller's to set). */
-  constructor(from: ExecEvent | AddressSpace, resolve?: ResolveBytes) {
+  constructor(from: ExecEvent | AddressSpace | { image: SpaceImage }, resolve?: ResolveBytes) {
+    if ('image' in from) {
+      const img = from.image;
+      for (const r of img.regions) {
+        this.machine.map(r.start, r.end - r.start, r.prot);
+        r.chunks.forEach((c, i) => c && this.machine.write(r.start + i * IMAGE_CHUNK, c));
+      }
+      this.brk = img.brk;
+      this.brkMappedEnd = img.brkMappedEnd;
+      this.stack = img.stack && { ...img.stack };
+      return;
+    }
     if (from instanceof AddressSpace) {
       this.copyMemory(from.machine);
       this.brk = from.brk;
@@ -60,6 +85,29 @@ export class AddressSpace {
 
   close(): void {
     this.machine.close();
+  }
+
+  /** The memory as it is now (registers are the caller's to keep). All-zero chunks cost nothing;
+   * chunks unchanged since `previous` are shared with it. */
+  capture(previous?: SpaceImage): SpaceImage {
+    const before = new Map<number, Buffer>();
+    for (const r of previous?.regions ?? []) r.chunks.forEach((c, i) => c && before.set(r.start + i * IMAGE_CHUNK, c));
+    let ownBytes = 0;
+    const regions = this.machine.regions().map((r) => {
+      const chunks: (Buffer | null)[] = [];
+      for (let a = r.start; a < r.end; a += IMAGE_CHUNK) {
+        const data = this.machine.read(a, Math.min(IMAGE_CHUNK, r.end - a));
+        const old = before.get(a);
+        if (old && old.equals(data)) chunks.push(old);
+        else if (data.equals(ZEROS.subarray(0, data.length))) chunks.push(null);
+        else {
+          chunks.push(data);
+          ownBytes += data.length;
+        }
+      }
+      return { start: r.start, end: r.end, prot: r.prot, chunks };
+    });
+    return { regions, brk: this.brk, brkMappedEnd: this.brkMappedEnd, stack: this.stack && { ...this.stack }, ownBytes };
   }
 
   /** Map [start, end) afresh (replacing whatever was there, as MAP_FIXED does) and fill it. */

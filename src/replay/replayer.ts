@@ -6,7 +6,8 @@ import { TraceFormatError } from '../trace/errors.ts';
 import type { TraceReader } from '../trace/reader.ts';
 import type { CloneEvent, ExecEvent, ExitEvent, RdtscEvent, SignalEvent, SwitchEvent, SyscallEvent, TraceEvent, UserRegName } from '../trace/schema.ts';
 import { syscallName } from '../trace/syscall-names.ts';
-import { AddressSpace } from './address-space.ts';
+import { AddressSpace, type SpaceImage } from './address-space.ts';
+import type { ExecutionControl } from './control.ts';
 import { CpuidTable } from './cpuid.ts';
 import { Divergence, lastBlocks, registersSideBySide } from './divergence.ts';
 import { getReg, hex, sameReg, setReg, syscallArgs } from './registers.ts';
@@ -58,6 +59,33 @@ export function replayTrace(reader: TraceReader, opts: ReplayOptions = {}): Repl
   return new Replayer(reader, opts).run();
 }
 
+/** Everything a replay is at one moment (between events, or paused inside one): the memory of
+ * every live process and the state of every live thread. Restoring it and applying the same
+ * events again replays exactly the same instructions. */
+export interface ReplayerSnapshot {
+  spaces: { image: SpaceImage; loadedTid: number | undefined }[];
+  threads: { pid: number; tid: number; space: number; ctx?: ThreadContext; start?: ThreadState['start']; parked: boolean; tickBase: number; ticks: number; instructions: number }[];
+  vforkChildren: [space: number, tid: number][];
+  active: [pid: number, tid: number][];
+  currentTid: number | undefined;
+  instructionsBefore: number;
+  ticksBefore: number;
+  firstPid: number | undefined;
+  exitStatus: number | null;
+  eventNumber: number;
+  clock: number;
+  /** Memory bytes this snapshot holds that the one it was captured after does not. */
+  ownBytes: number;
+}
+
+/** A live thread as the execution control and the debugger see it. */
+export interface ReplayThread {
+  readonly pid: number;
+  readonly tid: number;
+  /** Its process's memory; `space.machine` is the engine it runs in. */
+  readonly space: { readonly machine: Machine };
+}
+
 /** One replayed thread: its address space and, while another thread of that space is loaded in
  * the engine, its saved context. Threads are created by exec (a new image) and clone events. */
 interface ThreadState {
@@ -77,7 +105,7 @@ interface ThreadState {
   instructions: number;
 }
 
-class Replayer {
+export class Replayer {
   /** Live threads by tid. Processes each have their own AddressSpace; a vfork child shares its parent's. */
   private readonly threads = new Map<number, ThreadState>();
   /** The thread whose context is in each space's engine. */
@@ -95,7 +123,13 @@ class Replayer {
   private ticksBefore = 0;
   private firstPid: number | undefined;
   private exitStatus: number | null = null;
-  private eventNumber = 0;
+  /** The next event to apply (the one being applied while paused inside it). */
+  eventNumber = 0;
+  /** Instructions executed by the replay so far, all threads and processes together: one engine
+   * runs at a time, so this orders every moment of the replay. */
+  clock = 0;
+  /** Set by a debugger: sees every engine run and may pause the replay (by throwing Paused). */
+  control: ExecutionControl | undefined;
 
   constructor(
     private readonly reader: TraceReader,
@@ -133,7 +167,107 @@ class Replayer {
     };
   }
 
-  private apply(ev: TraceEvent): void {
+  /** Live threads of a process, in creation order. */
+  threadsOf(pid: number): ReplayThread[] {
+    return [...this.threads.values()].filter((t) => t.pid === pid);
+  }
+
+  /** Instructions a live thread has retired (its position in its own instruction stream). */
+  instructionsOf(tid: number): number | undefined {
+    const th = this.threads.get(tid);
+    if (!th) return undefined;
+    if (this.loaded.get(th.space) === th) return th.space.machine.instructions;
+    return th.ctx ? th.instructions : 0;
+  }
+
+  /** Registers of a live thread: its context is loaded in its engine to read them (applying an
+   * event loads the event's thread again, so this never disturbs the replay). */
+  registersOf(tid: number): { regs: Uint8Array; fxsave: Uint8Array } {
+    const th = this.threads.get(tid);
+    if (!th) throw new Error(`no live thread ${tid}`);
+    const current = this.current;
+    this.load(th);
+    this.current = current;
+    return { regs: th.space.machine.getUserRegs(), fxsave: th.space.machine.getFxsave() };
+  }
+
+  /** The engine holding a process's memory, if the process is alive. */
+  machineOf(pid: number): Machine | undefined {
+    for (const t of this.threads.values()) if (t.pid === pid) return t.space.machine;
+    return undefined;
+  }
+
+  /** Freezes the whole replay state. `previous` (an earlier snapshot) lets unchanged memory be shared. */
+  snapshot(previous?: ReplayerSnapshot): ReplayerSnapshot {
+    const spaces = [...new Set([...this.threads.values()].map((t) => t.space))];
+    const prevImage = new Map<number, SpaceImage>();
+    previous?.threads.forEach((t) => prevImage.has(t.pid) || prevImage.set(t.pid, previous.spaces[t.space].image));
+    const owner = (sp: AddressSpace) => [...this.threads.values()].find((t) => t.space === sp)!.pid;
+    const images = spaces.map((sp) => ({ image: sp.capture(prevImage.get(owner(sp))), loadedTid: this.loaded.get(sp)?.tid }));
+    const threads = [...this.threads.values()].map((t) => {
+      const isLoaded = this.loaded.get(t.space) === t;
+      return {
+        pid: t.pid, tid: t.tid, space: spaces.indexOf(t.space),
+        ctx: isLoaded ? t.space.machine.saveContext() : t.ctx,
+        start: t.start, parked: t.parked, tickBase: t.tickBase, ticks: t.ticks, instructions: t.instructions,
+      };
+    });
+    return {
+      spaces: images,
+      threads,
+      vforkChildren: [...this.vforkChild].map(([sp, t]) => [spaces.indexOf(sp), t.tid]),
+      active: [...this.active].filter(([, t]) => this.threads.get(t.tid) === t).map(([pid, t]) => [pid, t.tid]),
+      currentTid: this.current?.tid,
+      instructionsBefore: this.instructionsBefore,
+      ticksBefore: this.ticksBefore,
+      firstPid: this.firstPid,
+      exitStatus: this.exitStatus,
+      eventNumber: this.eventNumber,
+      clock: this.clock,
+      ownBytes: images.reduce((n, i) => n + i.image.ownBytes, 0),
+    };
+  }
+
+  /** Puts the replay back to a snapshot (fresh engines; the snapshot stays reusable). */
+  restore(snap: ReplayerSnapshot): void {
+    this.closeAll();
+    const spaces = snap.spaces.map((s) => new AddressSpace({ image: s.image }));
+    for (const t of snap.threads) {
+      const space = spaces[t.space];
+      const th: ThreadState = { pid: t.pid, tid: t.tid, space, start: t.start, parked: t.parked, tickBase: t.tickBase, ticks: t.ticks, instructions: t.instructions };
+      if (snap.spaces[t.space].loadedTid === t.tid) {
+        if (t.ctx) space.machine.restoreContext(t.ctx);
+        this.loaded.set(space, th);
+      } else {
+        th.ctx = t.ctx;
+      }
+      this.threads.set(t.tid, th);
+    }
+    for (const [sp, tid] of snap.vforkChildren) this.vforkChild.set(spaces[sp], this.threads.get(tid)!);
+    for (const [pid, tid] of snap.active) this.active.set(pid, this.threads.get(tid)!);
+    this.current = snap.currentTid === undefined ? undefined : this.threads.get(snap.currentTid);
+    this.instructionsBefore = snap.instructionsBefore;
+    this.ticksBefore = snap.ticksBefore;
+    this.firstPid = snap.firstPid;
+    this.exitStatus = snap.exitStatus;
+    this.eventNumber = snap.eventNumber;
+    this.clock = snap.clock;
+  }
+
+  /** Frees every engine. */
+  closeAll(): void {
+    for (const sp of new Set([...this.threads.values()].map((t) => t.space))) sp.close();
+    this.threads.clear();
+    this.loaded.clear();
+    this.vforkChild.clear();
+    this.active.clear();
+    this.current = undefined;
+  }
+
+  /** Applies one event. A Paused thrown by the control leaves the event half-applied; applying
+   * the same event again later resumes it where it paused (every step before an engine run is
+   * idempotent). */
+  apply(ev: TraceEvent): void {
     switch (ev.kind) {
       case 'exec':
         return this.applyExec(ev);
@@ -308,8 +442,13 @@ class Replayer {
    * CPUID is answered from the trace and stack growth done on the way. */
   private runToNextStop(): StopReason {
     const m = this.machine;
+    const th = this.current!;
     for (;;) {
-      const stop = m.run({ instructionBudget: m.instructions + SLICE });
+      const limits = this.control?.beforeRun(th) ?? { instructionBudget: m.instructions + SLICE };
+      const before = m.instructions;
+      const stop = m.run(limits);
+      this.clock += m.instructions - before;
+      if (this.control?.onStop(th, stop)) continue;
       switch (stop.kind) {
         case 'budget':
           this.opts.onProgress?.(this.eventNumber, this.reader.eventCount);
@@ -458,6 +597,7 @@ class Replayer {
   private applySignal(ev: SignalEvent): void {
     const m = this.machine;
     if (this.current!.parked) throw this.diverge(`signal ${ev.signo} for a thread stopped at a syscall whose event has not come`);
+    if (!ev.synchronous) this.control?.onSignal(this.current!, ev);
     if (ev.synchronous) {
       const stop = this.runToNextStop();
       const rip = Number(getReg(ev.regs, 'rip'));
@@ -466,6 +606,9 @@ class Replayer {
       if (stop.kind === 'memory-fault' && ev.addr !== undefined && stop.address !== ev.addr) {
         throw this.diverge(`signal ${ev.signo} at 0x${rip.toString(16)}: recorded fault address 0x${ev.addr.toString(16)}, replayed 0x${stop.address.toString(16)}`);
       }
+      // At the faulting instruction, which has not retired: pausing here and applying the event
+      // again raises the same fault again.
+      this.control?.onSignal(this.current!, ev);
     }
     // An asynchronous signal without hardware ticks was recorded where it arrived; the replay
     // delivers it at the same event boundary.
