@@ -119,8 +119,11 @@ export class DebugSession implements DebugTarget {
     this.checkpoints.push(this.checkpoint());
   }
 
+  /** The executable's path as the file index knows it (the path it was mapped from). */
   get execPath(): string {
-    return this.image().path;
+    const img = this.image();
+    if (this.keptFiles()[img.path]) return img.path;
+    return img.mappings.find((m) => m.name.startsWith('/'))?.name ?? img.path;
   }
 
   /** Runs to the process's first instruction, then to the first moment of it at or after event `gotoEvent`. */
@@ -169,10 +172,22 @@ export class DebugSession implements DebugTarget {
     return this.image().auxv;
   }
 
+  /** A kept file by path; gdb may name a library by another path to the same file (the dynamic
+   * loader's /lib/... where the mapping said /usr/lib/...), so a unique base name matches too. */
   file(path: string): Uint8Array | undefined {
-    const files = this.reader.extras[PROGRAM_FILES_EXTRA] as Record<string, Bytes> | undefined;
-    const bytes = files && Object.hasOwn(files, path) ? files[path] : undefined;
+    const files = this.keptFiles();
+    let bytes = Object.hasOwn(files, path) ? files[path] : undefined;
+    if (bytes === undefined) {
+      const base = path.slice(path.lastIndexOf('/') + 1);
+      const same = Object.keys(files).filter((p) => p.endsWith(`/${base}`));
+      if (same.length === 1) bytes = files[same[0]];
+    }
     return bytes === undefined ? undefined : this.reader.bytes(bytes);
+  }
+
+  private keptFiles(): Record<string, Bytes> {
+    const files = this.reader.extras[PROGRAM_FILES_EXTRA];
+    return typeof files === 'object' && files !== null ? (files as Record<string, Bytes>) : {};
   }
 
   setBreakpoint(address: number): void {

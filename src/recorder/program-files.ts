@@ -19,7 +19,7 @@ export class ProgramFiles {
     if (prot & PROT_EXEC && name.startsWith('/')) this.keep(w, name);
   }
 
-  keep(w: TraceWriter, path: string): void {
+  private keep(w: TraceWriter, path: string): void {
     if (this.files.has(path)) return;
     try {
       const st = statSync(path);

@@ -145,7 +145,6 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
     switch (r.type) {
       case 'exec':
         firstPid ??= r.pid;
-        programFiles.keep(w, r.path);
         e = { kind: 'exec', ...base, path: r.path, argv: r.argv, regs: copy(r.regs), fpregs: copy(r.fpregs), auxv: copy(r.auxv), brk: r.brk, mappings: r.mappings.map((m) => mapping(w, m)) };
         break;
       case 'syscall':
