@@ -12,6 +12,7 @@ const commands: Record<string, () => Promise<Command>> = {
   run: async () => (await import('./commands/run.ts')).default,
   info: async () => (await import('./commands/info.ts')).default,
   dump: async () => (await import('./commands/dump.ts')).default,
+  debug: async () => (await import('./commands/debug.ts')).default,
 };
 
 async function usage(): Promise<string> {
