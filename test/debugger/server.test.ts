@@ -369,3 +369,20 @@ test('unknown packets get the empty reply; D, vKill, k and a closed socket end t
   c.client.socket.end();
   t.is(await c.ended, 'disconnected');
 });
+
+test('gdb going away while the target runs interrupts it; the session ends once it has stopped', async (t) => {
+  const s = await setup(t);
+  await noAck(s);
+  let resolveStop!: () => void;
+  s.target.stops.push(() => new Promise((resolve) => (resolveStop = () => resolve({ tid: 4242, cause: { kind: 'interrupted' } }))));
+  s.client.send('vCont;c');
+  await new Promise((r) => setTimeout(r, 50));
+  let ended = false;
+  void s.ended.then(() => (ended = true));
+  s.client.socket.end();
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(s.target.interrupted, 1);
+  t.false(ended, 'still running: not ended yet');
+  resolveStop();
+  t.is(await s.ended, 'disconnected');
+});

@@ -104,11 +104,18 @@ class RemoteSession {
   private end(how: SessionEnd): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.running) this.target.interrupt();
     // Let what was written reach gdb (the OK to D or vKill) before the connection closes.
     this.socket.end();
-    this.finish(how);
+    if (this.running) {
+      // The session is done only when the target no longer runs: the caller then closes it.
+      this.endHow = how;
+      this.target.interrupt();
+    } else {
+      this.finish(how);
+    }
   }
+
+  private endHow: SessionEnd | null = null;
 
   private interrupt(): void {
     if (this.running) this.target.interrupt();
@@ -203,6 +210,7 @@ class RemoteSession {
     } finally {
       this.running = false;
       this.interruptPending = false;
+      if (this.endHow) this.finish(this.endHow);
     }
     this.lastStop = stop;
     if (stop.cause.kind === 'exited') this.exited = true;
