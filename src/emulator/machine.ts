@@ -18,6 +18,8 @@ interface NativeStop {
   access?: 'read' | 'write' | 'fetch';
   cause?: 'unmapped' | 'protection';
   vector?: number;
+  size?: number;
+  instructions?: number;
 }
 interface NativeInsn { address: number; bytes: Buffer; text: string }
 interface NativeMachine {
@@ -33,10 +35,11 @@ interface NativeMachine {
   setFxsave(area: Uint8Array): void;
   getReg(name: string): bigint;
   setReg(name: string, value: bigint): void;
-  counters(): [number, number];
-  setCounters(ticks: number, instructions: number): void;
-  run(tickTarget: number | undefined, budget: number | undefined, step: boolean): NativeStop;
+  counters(): [number, number, number];
+  setCounters(ticks: number, instructions: number, rep?: number): void;
+  run(tickTarget: number | undefined, budget: number | undefined, step: boolean, instructionTarget?: number): NativeStop;
   setBreakpoints(addrs: number[]): void;
+  setWatchpoints(list: Watchpoint[]): void;
   recentBlocks(): { address: number; size: number }[];
   disassemble(addr: number, count: number): NativeInsn[];
   close(): void;
@@ -81,7 +84,20 @@ export type StopReason =
   | { kind: 'interrupt'; rip: number; vector: number }
   | { kind: 'tick-target' }
   | { kind: 'breakpoint'; rip: number }
-  | { kind: 'budget' };
+  | { kind: 'budget' }
+  /** instructions === the run's instructionTarget (see Machine.run). */
+  | { kind: 'instruction-target' }
+  /**
+   * Just after the guest instruction at `rip` read or wrote [address, address + size), which
+   * overlaps a watchpoint of that kind. `instructions` is the counter once that instruction
+   * retired: the machine is stopped exactly there (the next instruction has not run), except
+   * inside a rep string instruction, which stops after the iteration that made the access (RIP
+   * still at it when iterations remain; the rep is already counted). See Machine.setWatchpoints.
+   */
+  | { kind: 'watchpoint'; rip: number; address: number; size: number; access: 'read' | 'write'; instructions: number };
+
+/** A watched range: run() stops after a guest instruction whose access of that kind overlaps it. */
+export interface Watchpoint { address: number; length: number; kind: 'write' | 'read' | 'access' }
 
 export interface Region { start: number; end: number; prot: number }
 export interface Instruction { address: number; bytes: Uint8Array; text: string }
@@ -95,6 +111,8 @@ interface ContextData extends ThreadContext {
   fx: Buffer;
   ticks: number;
   instructions: number;
+  /** A rep string instruction already counted and still iterating (its address), or -1. */
+  rep: number;
 }
 
 export interface MachineOptions {
@@ -134,8 +152,8 @@ export class Machine {
 
   saveContext(): ThreadContext {
     const m = this.#m;
-    const [ticks, instructions] = m.counters();
-    const ctx: ContextData = { __threadContext: true, regs: m.getUserRegs(), fx: m.getFxsave(), ticks, instructions };
+    const [ticks, instructions, rep] = m.counters();
+    const ctx: ContextData = { __threadContext: true, regs: m.getUserRegs(), fx: m.getFxsave(), ticks, instructions, rep };
     return ctx;
   }
 
@@ -147,7 +165,7 @@ export class Machine {
     const m = this.#m;
     m.setUserRegs(c.regs);
     m.setFxsave(c.fx);
-    m.setCounters(c.ticks, c.instructions);
+    m.setCounters(c.ticks, c.instructions, c.rep ?? -1);
   }
 
   /** Retired conditional branches (Jcc) since creation or setCounters. */
@@ -159,10 +177,21 @@ export class Machine {
   /**
    * Runs until a stop. tickTarget: stop at the first block boundary where ticks >= target (each
    * block retires at most one tick, so starting below the target this lands on ticks == target).
-   * instructionBudget: stop at the first block boundary after at least that many instructions.
+   * instructionBudget: stop at the first block boundary after at least that many more instructions
+   * (relative to the counter now).
+   * instructionTarget: stop with { kind: 'instruction-target' } exactly when `instructions` ===
+   * target, also in the middle of a block: the state is then exactly the one after that many
+   * retired instructions. A rep string instruction counts as one instruction, when its first
+   * iteration starts: a target stop lands before it (not started) or after its last iteration,
+   * never in between. A stop that comes first (syscall, fault, breakpoint, watchpoint, budget,
+   * tick target...) is returned as usual; a watchpoint hit by the instruction that reaches the
+   * target is reported as the watchpoint (instructions === target then too); at the target point a
+   * breakpoint on the next instruction is not reported (the next run stops there at once). A target
+   * at or below the counter returns { kind: 'instruction-target' } at once without running
+   * (compare `instructions` with the target to tell "reached" from "already past").
    */
-  run(limits: { tickTarget?: number; instructionBudget?: number } = {}): StopReason {
-    return this.#convert(this.#m.run(limits.tickTarget, limits.instructionBudget, false));
+  run(limits: { tickTarget?: number; instructionBudget?: number; instructionTarget?: number } = {}): StopReason {
+    return this.#convert(this.#m.run(limits.tickTarget, limits.instructionBudget, false, limits.instructionTarget));
   }
 
   /** Executes exactly one instruction ({ kind: 'budget' }) unless it stops first. Ignores breakpoints. */
@@ -204,6 +233,21 @@ export class Machine {
     this.#breakpoints = [...addrs];
   }
 
+  /**
+   * Replaces the set of watchpoints (an empty list removes them all). run() (and step()) then stop
+   * with { kind: 'watchpoint' } just after a guest instruction that reads ('read'), writes
+   * ('write') or does either ('access') memory overlapping [address, address + length): the
+   * state is exactly the one after that instruction (the next one has not run), resuming goes
+   * on normally. Every access counts: unaligned ones straddling the range's edge, each iteration
+   * of rep movs/stos/..., FXSAVE/FXRSTOR and other multi-byte instructions, POPCNT/MOVBE emulated
+   * here. Writes through write() (the kernel's, the replayer's) never do. An instruction that
+   * faults after touching a watched range is not reported (it did not retire; it runs again).
+   * Cost while any watchpoint is set: about 7 ns per instruction (see docs/emulator.md).
+   */
+  setWatchpoints(list: Watchpoint[]): void {
+    this.#m.setWatchpoints(list.map((w) => ({ address: w.address, length: w.length, kind: w.kind })));
+  }
+
   /** The last (up to 16) blocks entered, oldest first. */
   recentBlocks(): { address: number; size: number }[] { return this.#m.recentBlocks(); }
 
@@ -226,6 +270,9 @@ export class Machine {
       case 'tick-target': return { kind: 'tick-target' };
       case 'breakpoint': return { kind: 'breakpoint', rip: s.rip };
       case 'budget': return { kind: 'budget' };
+      case 'instruction-target': return { kind: 'instruction-target' };
+      case 'watchpoint':
+        return { kind: 'watchpoint', rip: s.rip, address: s.address!, size: s.size!, access: s.access as 'read' | 'write', instructions: s.instructions! };
       case 'invalid-instruction': {
         const bytes = this.#readUpTo(s.rip, 15);
         const d = bytes.length ? native().disassembleBytes(bytes, s.rip) : [];

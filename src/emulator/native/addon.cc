@@ -37,6 +37,8 @@ const char *kindName(ra::StopKind k) {
     case ra::STOP_TICK_TARGET: return "tick-target";
     case ra::STOP_BREAKPOINT: return "breakpoint";
     case ra::STOP_BUDGET: return "budget";
+    case ra::STOP_INSN_TARGET: return "instruction-target";
+    case ra::STOP_WATCH: return "watchpoint";
     default: return "none";
   }
 }
@@ -74,6 +76,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
                            InstanceMethod("setCounters", &NativeMachine::SetCounters),
                            InstanceMethod("run", &NativeMachine::Run),
                            InstanceMethod("setBreakpoints", &NativeMachine::SetBreakpoints),
+                           InstanceMethod("setWatchpoints", &NativeMachine::SetWatchpoints),
                            InstanceMethod("recentBlocks", &NativeMachine::RecentBlocks),
                            InstanceMethod("disassemble", &NativeMachine::Disassemble),
                            InstanceMethod("close", &NativeMachine::Close),
@@ -207,22 +210,33 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     guard(env, [&] { mm.setReg(n, v); return 0; });
     return env.Undefined();
   }
+  // [ticks, instructions, rep]: rep is the address of a rep string instruction already counted and
+  // still iterating, or -1.
   Napi::Value Counters(const Napi::CallbackInfo &info) {
     auto env = info.Env();
     Machine &mm = M(env);
-    Napi::Array a = Napi::Array::New(env, 2);
+    Napi::Array a = Napi::Array::New(env, 3);
     a.Set(uint32_t(0), double(mm.ticks));
     a.Set(uint32_t(1), double(mm.instructions));
+    a.Set(uint32_t(2), mm.repInProgress == ra::NONE ? -1.0 : double(mm.repInProgress));
     return a;
   }
+  // setCounters(ticks, instructions, rep?): rep as counters() gives it; absent: unchanged.
   Napi::Value SetCounters(const Napi::CallbackInfo &info) {
     auto env = info.Env();
     Machine &mm = M(env);
-    mm.ticks = toU64(env, info[0], "ticks");
-    mm.instructions = toU64(env, info[1], "instructions");
+    uint64_t t = toU64(env, info[0], "ticks"), i = toU64(env, info[1], "instructions");
+    uint64_t rep = mm.repInProgress;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      rep = info[2].IsNumber() && info[2].As<Napi::Number>().DoubleValue() == -1 ? ra::NONE : toU64(env, info[2], "rep");
+    }
+    mm.ticks = t;
+    mm.instructions = i;
+    mm.repInProgress = rep;
+    mm.updateKey();
     return env.Undefined();
   }
-  // run(tickTarget|-1, budget|-1, step)
+  // run(tickTarget?, budget?, step, instructionTarget?)
   Napi::Value Run(const Napi::CallbackInfo &info) {
     auto env = info.Env();
     Machine &mm = M(env);
@@ -232,7 +246,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     };
     uint64_t t = opt(0, "tickTarget"), b = opt(1, "instructionBudget");
     bool step = info[2].ToBoolean().Value();
-    ra::Stop s = guard(env, [&] { return mm.run(t, b, step); });
+    uint64_t it = info.Length() > 3 ? opt(3, "instructionTarget") : ra::NONE;
+    ra::Stop s = guard(env, [&] { return mm.run(t, b, step, it); });
     Napi::Object o = Napi::Object::New(env);
     o.Set("kind", kindName(s.kind));
     o.Set("rip", double(s.rip));
@@ -243,6 +258,12 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       o.Set("cause", s.cause == 0 ? "unmapped" : "protection");
     }
     if (s.kind == ra::STOP_INTERRUPT) o.Set("vector", double(s.vector));
+    if (s.kind == ra::STOP_WATCH) {
+      o.Set("address", double(s.address));
+      o.Set("size", double(s.size));
+      o.Set("access", s.access == 1 ? "write" : "read");
+      o.Set("instructions", double(s.instructions));
+    }
     if (s.kind == ra::STOP_HALT) {
       o.Set("vector", 13.0);
       o.Set("halt", true);
@@ -257,6 +278,28 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     std::vector<uint64_t> v;
     for (uint32_t i = 0; i < arr.Length(); i++) v.push_back(toU64(env, arr.Get(i), "breakpoint address"));
     guard(env, [&] { mm.setBreakpoints(v); return 0; });
+    return env.Undefined();
+  }
+  // setWatchpoints([{ address, length, kind: 'write' | 'read' | 'access' }])
+  Napi::Value SetWatchpoints(const Napi::CallbackInfo &info) {
+    auto env = info.Env();
+    Machine &mm = M(env);
+    if (!info[0].IsArray()) throw Napi::TypeError::New(env, "setWatchpoints: expected an array of { address, length, kind }");
+    auto arr = info[0].As<Napi::Array>();
+    std::vector<ra::Watch> v;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value e = arr.Get(i);
+      if (!e.IsObject()) throw Napi::TypeError::New(env, "setWatchpoints: each watchpoint must be { address, length, kind }");
+      Napi::Object o = e.As<Napi::Object>();
+      uint64_t a = toU64(env, o.Get("address"), "watchpoint address"), n = toU64(env, o.Get("length"), "watchpoint length");
+      if (n == 0) throw Napi::RangeError::New(env, "setWatchpoints: length must be at least 1");
+      if (a >= (1ull << 48) || n > (1ull << 48)) throw Napi::RangeError::New(env, "setWatchpoints: range outside the address space");
+      std::string k = o.Get("kind").IsString() ? o.Get("kind").As<Napi::String>().Utf8Value() : "";
+      if (k != "write" && k != "read" && k != "access")
+        throw Napi::TypeError::New(env, "setWatchpoints: kind must be 'write', 'read' or 'access'");
+      v.push_back({a, a + n, k != "write", k != "read"});
+    }
+    guard(env, [&] { mm.setWatchpoints(v); return 0; });
     return env.Undefined();
   }
   Napi::Value RecentBlocks(const Napi::CallbackInfo &info) {

@@ -157,9 +157,14 @@ bool Machine::slowBlock(uint64_t addr, uint32_t size, size_t slot) {
     requestStop(STOP_RESTART, addr);
     return false;
   }
+  // A rep string instruction runs one iteration per block execution: count it once, when its
+  // first iteration starts.
+  bool continued = repInProgress == addr;
+  uint32_t counted = b.ninsns - (continued ? 1 : 0);
+  if (instructions + counted > insnTarget && !targetInBlock(addr, slot, counted)) return false;
   ticks += b.jcc;
-  // A rep string instruction runs one iteration per block execution: count it once.
-  instructions += b.ninsns - (repInProgress == addr ? 1 : 0);
+  instructions += counted;
+  curRepContinued = continued;
   repInProgress = b.lastRep ? b.lastAddr : NONE;
   checkNext = b.verify;
   updateKey();

@@ -161,6 +161,7 @@ bool Machine::guestAccess(uint64_t addr, uint8_t *buf, size_t n, bool write) {
     else buf[k] = *h;
   }
   if (write) uc_ctl_remove_cache(uc, addr, addr + n);  // in case it was code (our blocks there are compared)
+  if (!watches.empty()) watchAccess(addr, uint32_t(n), write, NONE);  // RIP is still this instruction's
   return true;
 }
 

@@ -169,7 +169,13 @@ void Machine::beforeFxsave(uint64_t rip) {
     if (!r || !(r->prot & UC_PROT_WRITE)) return;
   }
   static const uint8_t zeros[6] = {0};
-  for (int i = 0; i < 8; i++) uc_mem_write(uc, ea + 32 + 16 * i + 10, zeros, sizeof zeros);
+  bool was = watchPending;
+  for (int i = 0; i < 8; i++) {
+    uc_mem_write(uc, ea + 32 + 16 * i + 10, zeros, sizeof zeros);  // (no memory hook sees it)
+    if (!watches.empty()) watchAccess(ea + 32 + 16 * i + 10, sizeof zeros, true, rip);
+  }
+  // A watched byte among those: the FXSAVE has not run yet; the stop comes after it.
+  if (!was && watchPending) watchBefore = true;
 }
 
 }  // namespace ra

@@ -10,18 +10,45 @@ namespace ra {
 static constexpr uint64_t UNTIL = 0xfffffffffffff000ull;
 
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define NOINLINE __attribute__((noinline))
 
-// Out of line: a tick target or instruction budget is reached at this block boundary.
-static NOINLINE void limitReached(Machine *m, uint64_t addr) {
+static void slowPath(Machine *m, uint64_t addr, uint32_t size);
+
+// Out of line: at this block boundary a watchpoint hit waits to be reported, or a tick target,
+// instruction budget or instruction target is reached.
+static NOINLINE void limitReached(Machine *m, uint64_t addr, uint32_t size) {
+  if (m->watchPending) {
+    // The previous block's last instruction hit a watch (or an FXSAVE site's pre-hook did and the
+    // FXSAVE has now run): stop here, before this block (the previous one retired to its end).
+    m->clearCur();
+    m->requestStop(STOP_WATCH, addr);
+    return;
+  }
+  StopKind k = STOP_INSN_TARGET;
+  if (m->ticks >= m->tickLimit) k = STOP_TICK_TARGET;
+  else if (m->instructions >= m->insnTarget) k = STOP_INSN_TARGET;
+  else k = STOP_BUDGET;
+  // A rep string instruction is counted when its first iteration starts: while it iterates, the
+  // instruction target is not reached yet (it lands after the last iteration).
+  if (k == STOP_INSN_TARGET && m->repInProgress == addr) return slowPath(m, addr, size);
   m->clearCur();
-  m->requestStop(m->ticks >= m->tickLimit ? STOP_TICK_TARGET : STOP_BUDGET, addr);
+  m->requestStop(k, addr);
+}
+
+// Out of line: the block would retire past the instruction target.
+static NOINLINE void crossTarget(Machine *m, uint64_t addr, uint32_t size, size_t slot) {
+  const HotBlock &h = m->hot[slot];
+  if (!m->targetInBlock(addr, slot, h.ninsns)) return;
+  m->ticks += h.jcc;
+  m->instructions += h.ninsns;
+  m->curSlot = slot;
+  m->curRepContinued = false;
+  m->ring[m->ringPos++ & 15] = addr | uint64_t(size) << 48;
 }
 
 // Out of line: everything but a known, trusted block entered normally.
 static NOINLINE void slowPath(Machine *m, uint64_t addr, uint32_t size) {
+  if (UNLIKELY(m->stopping)) return;
   // Entering the previous block somewhere other than through its own branch target: it was
   // abandoned in the middle (QEMU's precise self-modifying-code path).
   const HotBlock &p = m->hot[m->curSlot];
@@ -33,9 +60,11 @@ static NOINLINE void slowPath(Machine *m, uint64_t addr, uint32_t size) {
       memcmp(b.host, b.bytes.data(), size) == 0) {
     // A known block on a guest-writable page, bytes unchanged (the common case for JIT code).
     // (libc memcmp: measured faster here than an inline word loop over guest memory.)
+    if (m->instructions + h.ninsns > m->insnTarget && !m->targetInBlock(addr, slot, h.ninsns)) return;
     m->ticks += h.jcc;
     m->instructions += h.ninsns;
     m->repInProgress = NONE;
+    m->curRepContinued = false;
     m->checkNext = true;
     m->updateKey();
   } else if (!m->slowBlock(addr, size, slot)) {
@@ -55,22 +84,41 @@ static void onBlock(uc_engine *, uint64_t addr, uint32_t size, void *ud) {
   if (UNLIKELY(m->stopping)) return;
   uint64_t ticks = m->ticks, insns = m->instructions;
   // The previous block retired completely: we are at a block boundary.
-  if (UNLIKELY((ticks >= m->tickLimit) | (insns >= m->insnLimit))) return limitReached(m, addr);
+  if (UNLIKELY((ticks >= m->tickLimit) | (insns >= m->insnLimit))) return limitReached(m, addr, size);
   size_t slot = slotOf(addr);
   const HotBlock &h = m->hot[slot];
   if (UNLIKELY((h.addr != addr) | (h.key != (size | m->expectKey)))) return slowPath(m, addr, size);
+  uint64_t n = insns + h.ninsns;
+  if (UNLIKELY(n > m->insnTarget)) return crossTarget(m, addr, size, slot);
   m->ticks = ticks + h.jcc;
-  m->instructions = insns + h.ninsns;
+  m->instructions = n;
   m->curSlot = slot;
   m->ring[m->ringPos++ & 15] = addr | uint64_t(size) << 48;
 }
 
-// Stop-before hook, installed only on breakpoint and rdtsc/rdtscp/cpuid addresses.
+// Stop-before hook, installed only on breakpoint, instruction-target and rdtsc/rdtscp/cpuid/FXSAVE
+// addresses.
 static void onStopHook(uc_engine *, uint64_t addr, uint32_t, void *ud) {
   Machine *m = static_cast<Machine *>(ud);
   if (m->stopping) return;
   bool skip = addr == m->skipAddr;
   m->skipAddr = NONE;
+  if (m->watchPending && m->watchBoundary(addr)) {
+    m->requestStop(STOP_WATCH, addr);
+    return;
+  }
+  if (addr == m->targetHookAddr && !m->curRepContinued) {
+    // Instructions retired before this one: those before it in the current block.
+    const BlockInfo *c = m->cur();
+    if (c && addr > c->addr && addr < c->addr + c->size) {
+      uint32_t off = uint32_t(addr - c->addr), i = 0;
+      while (i < c->offsets.size() && c->offsets[i] < off) i++;
+      if (m->instructions - c->ninsns + i == m->insnTarget) {
+        m->requestStop(STOP_INSN_TARGET, addr);
+        return;
+      }
+    }
+  }
   if (!skip && !m->ignoreBreakpoints && m->breakpoints.count(addr)) {
     m->requestStop(STOP_BREAKPOINT, addr);
     return;
@@ -210,7 +258,48 @@ void Machine::setBreakpoints(const std::vector<uint64_t> &addrs) {
   if (!breakpoints.count(lastBreakpoint)) lastBreakpoint = NONE;
 }
 
-Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
+void Machine::dropTargetHooks() {
+  targetHookAddr = NONE;
+  for (uint64_t a : targetHooks) {
+    if (breakpoints.count(a) || specials.count(a)) continue;
+    auto it = stopHooks.find(a);
+    if (it == stopHooks.end()) continue;
+    uc_hook_del(uc, it->second);
+    stopHooks.erase(it);
+    uc_ctl_remove_cache(uc, a, a + 1);
+  }
+  targetHooks.clear();
+}
+
+bool Machine::targetInBlock(uint64_t addr, size_t slot, uint32_t counted) {
+  // instructions < insnTarget < instructions + counted: the target falls inside this block, before
+  // its instruction r (r >= 1; a rep instruction iterating again counts 0 and never gets here).
+  const BlockInfo &b = cache[slot];
+  uint64_t r = insnTarget - instructions;
+  if (counted != b.ninsns || r == 0 || r >= b.offsets.size()) return true;  // (cannot happen)
+  uint64_t x = addr + b.offsets[r];
+  targetHookAddr = x;
+  if (!stopHooks.count(x)) {
+    targetHooks.push_back(x);
+    pendingHooks.push_back(x);
+  }
+  if (!pendingHooks.empty()) {
+    // Stop before the block (it does not execute), install the hook, retranslate, resume: the
+    // block then runs up to the hook.
+    clearCur();
+    requestStop(STOP_RESTART, addr);
+    return false;
+  }
+  return true;
+}
+
+// The state is at a point where `instructions` == the target: not inside a rep instruction that
+// is counted but still iterating (its target point is after its last iteration).
+static bool atTarget(Machine *m, uint64_t target) {
+  return m->instructions > target || (m->instructions == target && m->repInProgress != m->rip());
+}
+
+Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t target) {
   check();
   Stop result;
   if (ticks >= tickTarget && !step) {
@@ -218,16 +307,25 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
     result.rip = rip();
     return result;
   }
+  if (step) target = NONE;
+  if (target != NONE && atTarget(this, target)) {
+    result.kind = STOP_INSN_TARGET;
+    result.rip = rip();
+    return result;
+  }
   tickLimit = step ? NONE : tickTarget;
-  insnLimit = (step || insnBudget == NONE) ? NONE : instructions + insnBudget;
+  budgetLimit = (step || insnBudget == NONE) ? NONE : (insnBudget > NONE - instructions ? NONE - 1 : instructions + insnBudget);
+  insnTarget = target;
   ignoreBreakpoints = step;
   uint64_t start = rip();
   uint64_t stepStart = instructions;
   skipAddr = (lastBreakpoint == start) ? start : NONE;
   lastBreakpoint = NONE;
+  watchPending = watchBefore = false;
   for (;;) {
     stop = Stop();
     stopping = false;
+    insnLimit = watchPending ? 0 : budgetLimit < insnTarget ? budgetLimit : insnTarget;
     clearCur();
     pendingHooks.clear();
     uint64_t pc = rip();
@@ -244,7 +342,10 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
     // chained TBs (direct jumps) do not store EIP, so RIP is wherever QEMU last stored it (the
     // return address of the last ret, say). Resuming from it ran the wrong code (bc -l: a loop
     // stopped by the budget resumed after a call, r15 = 0xcccccccd used as a pointer).
-    if ((stop.kind == STOP_BUDGET || stop.kind == STOP_TICK_TARGET || stop.kind == STOP_RESTART) && now != stop.rip) {
+    // (Instruction-target and watchpoint stops come from the block hook or from a code hook, which
+    // stores RIP first: setting it is right for both.)
+    if ((stop.kind == STOP_BUDGET || stop.kind == STOP_TICK_TARGET || stop.kind == STOP_RESTART ||
+         stop.kind == STOP_INSN_TARGET || stop.kind == STOP_WATCH) && now != stop.rip) {
       now = stop.rip;
       uc_reg_write(uc, UC_X86_REG_RIP, &now);
     }
@@ -257,13 +358,19 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
         uc_reg_write(uc, UC_X86_REG_RIP, &now);
       }
     }
-    // Correct the optimistic count of a block that did not retire to its end.
-    if (cur && now >= cur->addr && now < cur->addr + cur->size) {
+    // Correct the optimistic count of a block that did not retire to its end. (A rep instruction
+    // iterating again was counted 0: stopped at it, nothing is uncounted and it stays in progress.)
+    if (cur && now >= cur->addr && now < cur->addr + cur->size && !curRepContinued) {
       uint32_t off = uint32_t(now - cur->addr), retired = 0;
       while (retired < cur->offsets.size() && cur->offsets[retired] < off) retired++;
       if (retired < cur->ninsns) {
         instructions -= cur->ninsns - retired;
         ticks -= cur->jcc;
+        // The block's rep instruction (last) did not start: it is counted again when it does.
+        if (cur->lastRep && repInProgress == cur->lastAddr) {
+          repInProgress = NONE;
+          updateKey();
+        }
       }
     }
     clearCur();
@@ -274,28 +381,39 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
         result.kind = STOP_BUDGET;
         result.rip = now;
         skipAddr = NONE;
-        return result;
+        break;
       }
       continue;
     }
     if (err == UC_ERR_INSN_INVALID || stop.kind == STOP_INVALID) {
+      if (watchPending) {
+        // The instruction before it hit a watch (no code hook ran before the invalid one).
+        result = watchHit;
+        break;
+      }
       // POPCNT/MOVBE: emulated here, then the run goes on after them (step: that was the step).
+      stopping = false;  // (the emulated access may hit a watchpoint)
       Emulated e = emulateInvalid(now);
       if (e == EMU_DONE) {
+        if (watchPending) {
+          result = watchHit;  // it accessed a watched range: stop after it
+          break;
+        }
         if (step) {
           result.kind = STOP_BUDGET;
           result.rip = rip();
           skipAddr = NONE;
-          return result;
+          break;
         }
         skipAddr = NONE;
-        continue;
+        continue;  // (a limit reached by it stops at the next block start, where the run resumes)
       }
       if (e == EMU_FAULT) {
+        watchPending = false;
         result = stop;
         result.rip = now;
         skipAddr = NONE;
-        return result;
+        break;
       }
     }
     result = stop;
@@ -307,6 +425,12 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
                err == UC_ERR_FETCH_PROT) {
       result.kind = STOP_FAULT;
       result.rip = now;
+      if (watchPending && result.access == 2 && result.address == now) {
+        // The instruction that hit the watch retired; fetching the next one failed. Report the
+        // watchpoint (state just after it); running again reports the fault.
+        result = watchHit;
+        break;
+      }
     } else if (result.kind == STOP_SYSCALL) {
       // The CPU sets RCX = next RIP and R11 = RFLAGS; Unicorn does not.
       uint64_t fl = 0;
@@ -316,13 +440,16 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
       result.rip = now;
     } else if (result.kind == STOP_INTERRUPT) {
       result.rip = now;
+    } else if (result.kind == STOP_WATCH) {
+      result = watchHit;
     } else if (result.kind == STOP_NONE) {
       if (err != UC_ERR_OK) {
         result.kind = STOP_INTERRUPT;
         result.vector = 13;
         result.rip = now;
       } else if (step) {
-        result.kind = STOP_BUDGET;
+        result.kind = watchPending ? STOP_WATCH : STOP_BUDGET;
+        if (watchPending) result = watchHit;
         result.rip = now;
       } else {
         // Unicorn returned without a hook asking: HLT (a #GP in user mode).
@@ -332,8 +459,16 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step) {
     }
     if (result.kind == STOP_BREAKPOINT) lastBreakpoint = result.rip;
     skipAddr = NONE;
-    return result;
+    break;
   }
+  if (result.kind == STOP_WATCH) result.instructions = instructions;
+  // A hit by an instruction that did not retire (it faulted, or raised an interrupt) is dropped:
+  // the instruction runs again.
+  watchPending = watchBefore = false;
+  insnTarget = NONE;
+  insnLimit = NONE;
+  dropTargetHooks();
+  return result;
 }
 
 }  // namespace ra

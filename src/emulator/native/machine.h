@@ -68,6 +68,8 @@ enum StopKind {
   STOP_NONE, STOP_SYSCALL, STOP_CPUID, STOP_RDTSC, STOP_RDTSCP, STOP_INVALID, STOP_FAULT,
   STOP_INTERRUPT, STOP_TICK_TARGET, STOP_BREAKPOINT, STOP_BUDGET, STOP_RESTART, STOP_HALT,
   STOP_FXSAVE,  // never returned: FXSAVE sites get a hook that fixes what QEMU leaves out (blocks.cc)
+  STOP_INSN_TARGET,  // instructions == the instruction target (machine.cc)
+  STOP_WATCH,        // just after an instruction that accessed a watched range (watch.cc)
 };
 
 struct Stop {
@@ -77,6 +79,14 @@ struct Stop {
   int access = 0;  // 0 read, 1 write, 2 fetch
   int cause = 0;   // 0 unmapped, 1 protection
   uint32_t vector = 0;
+  uint32_t size = 0;          // STOP_WATCH: bytes of the access
+  uint64_t instructions = 0;  // STOP_WATCH: the counter once the accessing instruction retired
+};
+
+// One watched range [lo, hi) and the access kinds it stops on.
+struct Watch {
+  uint64_t lo, hi;
+  bool read, write;
 };
 
 struct Machine {
@@ -105,8 +115,35 @@ struct Machine {
   uint64_t rip();
 
   // machine.cc
-  Stop run(uint64_t tickTarget, uint64_t insnBudget, bool step);
+  // insnTarget: stop exactly when `instructions` reaches it (NONE: no target).
+  Stop run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t insnTarget = NONE);
   void setBreakpoints(const std::vector<uint64_t> &addrs);
+  // The block at addr (slot) would retire past the instruction target: stop before its
+  // instruction number insnTarget - instructions (a one-address stop hook). False: the run stops
+  // before the block (a hook is being installed).
+  bool targetInBlock(uint64_t addr, size_t slot, uint32_t counted);
+
+  // watch.cc
+  void setWatchpoints(const std::vector<Watch> &list);
+  // A guest access [addr, addr+size) by the instruction at rip (NONE: read RIP): records the
+  // first one that overlaps a watch of its kind in this instruction (watchPending).
+  void watchAccess(uint64_t addr, uint32_t size, bool write, uint64_t rip);
+  std::vector<Watch> watches;
+  uint64_t watchLo = NONE, watchHi = 0;  // hull of the watched ranges
+  uc_hook watchReadHook = 0, watchWriteHook = 0, watchCodeHook = 0;
+  bool watchPending = false;  // an access hit a watch; stop before the next instruction
+  // The hit was found before its instruction ran (FXSAVE's pre-hook): the first stop point at
+  // that instruction is not yet the boundary after it.
+  bool watchBefore = false;
+  Stop watchHit;              // that access (kind STOP_WATCH, rip, address, size, access)
+  // Whether a hook at addr that sees watchPending stops there (see watchBefore).
+  bool watchBoundary(uint64_t addr) {
+    if (watchBefore && addr == watchHit.rip) {
+      watchBefore = false;
+      return false;
+    }
+    return true;
+  }
 
   // blocks.cc
   // Slow path of the block hook: verifies or (re)decodes the slot, counts the block. Returns
@@ -137,7 +174,12 @@ struct Machine {
   bool counting;
 
   uint64_t ticks = 0, instructions = 0;
-  uint64_t tickLimit = NONE, insnLimit = NONE;
+  // insnLimit = min(budget limit, instruction target): the block hook's one check at block starts
+  uint64_t tickLimit = NONE, insnLimit = NONE, budgetLimit = NONE, insnTarget = NONE;
+  // The address of the stop hook placed for the instruction target inside a block (NONE: none).
+  uint64_t targetHookAddr = NONE;
+  std::vector<uint64_t> targetHooks;  // stop hooks added for targets, removed when the run ends
+  void dropTargetHooks();
   bool stopping = false;
   Stop stop;
   // decoded-block cache: direct-mapped, hot part and cold part indexed by the same slot; hot has
@@ -163,12 +205,17 @@ struct Machine {
   std::vector<uint64_t> pendingHooks;
   uint64_t skipAddr = NONE;
   uint64_t repInProgress = NONE;  // a rep string instruction already counted, iterating
+  // The current block (curSlot) is a rep instruction iterating again: the hook counted it 0, not 1.
+  bool curRepContinued = false;
   uint64_t lastBreakpoint = NONE;
   bool ignoreBreakpoints = false;
   bool lastStep = false;  // the last uc_emu_start had a count (step)
   void addStopHook(uint64_t addr);
 
-  void clearCur() { curSlot = NO_SLOT; }
+  void clearCur() {
+    curSlot = NO_SLOT;
+    curRepContinued = false;
+  }
 
   // recent blocks ring: address | size << 48 (user addresses are below 2^47, blocks below 64 KiB)
   uint64_t ring[16] = {};

@@ -31,7 +31,7 @@ static void checkProt(const char *op, uint32_t prot) {
 }
 
 // x86 pages that are writable or executable are also readable.
-static uint32_t ucProt(uint32_t prot) { return prot ? (prot | UC_PROT_READ) : UC_PROT_NONE; }
+static uint32_t ucProt(uint32_t prot) { return prot ? (prot | UC_PROT_READ) : uint32_t(UC_PROT_NONE); }
 
 void munmapHost(const Region &r) { munmap(r.host, r.end - r.start); }
 

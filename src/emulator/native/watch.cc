@@ -1,0 +1,91 @@
+// Watchpoints: stop just after a guest instruction that reads or writes a watched range.
+//
+// While watchpoints are set, three hooks exist (none otherwise, so they cost nothing then):
+// - UC_HOOK_MEM_WRITE / UC_HOOK_MEM_READ, bounded to the watched ranges' hull (less 15 bytes, so an
+//   access that starts below a range and straddles into it is seen): they record the first access
+//   of an instruction that overlaps a watch of its kind (watchAccess) and do not stop;
+// - a UC_HOOK_CODE over every address, whose callback does nothing until a hit is pending: its
+//   reason to exist is what Unicorn 2.0.1 emits with it before each instruction (RIP and the lazy
+//   flags state stored, then an exit check). The next instruction's hook then stops the run before
+//   that instruction runs, with RIP and RFLAGS exact: the state is exactly the one just after the
+//   accessing instruction. If that instruction ended its block, the next block's hook stops first.
+//
+// Why not a cheaper scheme (measured and tried, see docs/emulator.md): a memory hook's uc_emu_stop
+// lets the rest of the translated block run; write-protecting the watched pages makes only their
+// accesses slow, but the hook cannot stop after the access either, and aborting the access leaves
+// RIP at the block start and QEMU's lazy flags state (cc_op) stale; read protection is only checked
+// when a TLB entry is filled in 2.0.1.
+#include "machine.h"
+
+namespace ra {
+
+static void onWatchMem(uc_engine *, uc_mem_type type, uint64_t addr, int size, int64_t, void *ud) {
+  static_cast<Machine *>(ud)->watchAccess(addr, uint32_t(size), type == UC_MEM_WRITE, NONE);
+}
+
+static void onWatchCode(uc_engine *, uint64_t addr, uint32_t, void *ud) {
+  Machine *m = static_cast<Machine *>(ud);
+  if (__builtin_expect(m->watchPending, 0) && !m->stopping && m->watchBoundary(addr)) m->requestStop(STOP_WATCH, addr);
+}
+
+void Machine::watchAccess(uint64_t addr, uint32_t size, bool write, uint64_t at) {
+  if (watchPending || stopping) return;  // the first hit of the instruction is reported
+  for (const Watch &w : watches) {
+    if (!(write ? w.write : w.read) || !(addr < w.hi && w.lo < addr + size)) continue;
+    watchHit = Stop();
+    watchHit.kind = STOP_WATCH;
+    watchHit.address = addr;
+    watchHit.size = size;
+    watchHit.access = write ? 1 : 0;
+    if (at == NONE) uc_reg_read(uc, UC_X86_REG_RIP, &at);  // stored before each instruction (code hook)
+    watchHit.rip = at;
+    watchPending = true;
+    insnLimit = 0;  // the next block start stops too (limitReached)
+    return;
+  }
+}
+
+void Machine::setWatchpoints(const std::vector<Watch> &list) {
+  check();
+  for (const Watch &w : list)
+    if (w.hi <= w.lo || (!w.read && !w.write)) throw Error("setWatchpoints: empty range or no access kind");
+  bool hadAny = !watches.empty();
+  bool hadRead = watchReadHook != 0, hadWrite = watchWriteHook != 0;
+  watches = list;
+  bool needRead = false, needWrite = false;
+  watchLo = NONE;
+  watchHi = 0;
+  for (const Watch &w : watches) {
+    needRead |= w.read;
+    needWrite |= w.write;
+    if (w.lo < watchLo) watchLo = w.lo;
+    if (w.hi > watchHi) watchHi = w.hi;
+  }
+  uint64_t lo = watchLo < 15 ? 0 : watchLo - 15, hi = watchHi - 1;
+  // Replace the memory hooks (their bounds are fixed when added). The new one is added before the
+  // old one goes, so a kind of hook never disappears in between.
+  auto replace = [&](uc_hook &h, bool need, int type) {
+    uc_hook old = h;
+    h = 0;
+    if (need) {
+      uc_err e = uc_hook_add(uc, &h, type, (void *)onWatchMem, this, lo, hi);
+      if (e != UC_ERR_OK) throw Error(std::string("watch hook: ") + uc_strerror(e));
+    }
+    if (old) uc_hook_del(uc, old);
+  };
+  replace(watchWriteHook, needWrite, UC_HOOK_MEM_WRITE);
+  replace(watchReadHook, needRead, UC_HOOK_MEM_READ);
+  bool any = !watches.empty();
+  if (any && !watchCodeHook) {
+    uc_err e = uc_hook_add(uc, &watchCodeHook, UC_HOOK_CODE, (void *)onWatchCode, this, 1, 0);
+    if (e != UC_ERR_OK) throw Error(std::string("watch code hook: ") + uc_strerror(e));
+  } else if (!any && watchCodeHook) {
+    uc_hook_del(uc, watchCodeHook);
+    watchCodeHook = 0;
+  }
+  // Whether QEMU sends loads/stores to the helpers that call memory hooks, and emits the code
+  // hook's call before each instruction, is decided when a block is translated: retranslate.
+  if (any != hadAny || needRead != hadRead || needWrite != hadWrite) uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0));
+}
+
+}  // namespace ra
