@@ -12,8 +12,12 @@ import { getReg } from '../replay/registers.ts';
 import type { Bytes, ExecEvent, SignalEvent, TraceEvent } from '../trace/schema.ts';
 import type { DebugTarget, ResumeRequest, Stop, StopCause, WatchKind } from './target.ts';
 
-/** Instructions replayed between checkpoints: bounds the re-execution of any backward move. */
-export const CHECKPOINT_INTERVAL = 20_000_000;
+/** Fewest instructions between checkpoints. The interval grows so that taking checkpoints (copying
+ * the changed memory) costs at most 1/CHECKPOINT_COST_SHARE of the replay time. */
+const MIN_CHECKPOINT_INTERVAL = 4_000_000;
+const CHECKPOINT_COST_SHARE = 10;
+/** Past this many checkpoints, the closest pair loses one (older history gets sparser). */
+const MAX_CHECKPOINTS = 200;
 /** Instructions per engine run while debugging: how often the session can yield, checkpoint or be interrupted. */
 const SLICE = 2_000_000;
 /** Milliseconds of replay between yields to the event loop (gdb's Ctrl-C reaches us then). */
@@ -317,6 +321,20 @@ export class DebugSession implements DebugTarget {
 
   /** Applies events under `mode` until the control pauses the replay, the process exits or the trace ends. */
   private async drive(mode: Mode): Promise<DriveEnd> {
+    if (this.driving) return this.driveLoop(mode);
+    this.driving = true;
+    const executed = this.replayer.executed;
+    const started = performance.now();
+    try {
+      return await this.driveLoop(mode);
+    } finally {
+      this.driving = false;
+      this.replayedInstructions += this.replayer.executed - executed;
+      this.replayMs += performance.now() - started;
+    }
+  }
+
+  private async driveLoop(mode: Mode): Promise<DriveEnd> {
     this.mode = mode;
     this.lastYield = performance.now();
     for (;;) {
@@ -416,7 +434,7 @@ export class DebugSession implements DebugTarget {
       return this.hit(th, m.instructions, { kind: 'breakpoint', address });
     }
     if (kind === 'watchpoint' && th.pid === this.pid && this.mode.watchpoints) {
-      const w = stop as unknown as { address: number; access: 'read' | 'write'; instructions: number };
+      const w = stop as Extract<StopReason, { kind: 'watchpoint' }>;
       const watch = this.matchingWatch(w.address, w.access);
       return this.hit(th, w.instructions, { kind: 'watchpoint', watch, address: w.address });
     }
@@ -468,8 +486,7 @@ export class DebugSession implements DebugTarget {
     if (this.engineVersion.get(m) === version) return;
     this.engineVersion.set(m, version);
     m.setBreakpoints(ours && this.mode.breakpoints ? [...this.breakpoints] : []);
-    const watchable = m as typeof m & { setWatchpoints?: (w: Watch[]) => void };
-    watchable.setWatchpoints?.(ours && this.mode.watchpoints ? [...this.watches.values()] : []);
+    m.setWatchpoints(ours && this.mode.watchpoints ? [...this.watches.values()] : []);
   }
 
   // ---- Checkpoints ----
@@ -484,10 +501,32 @@ export class DebugSession implements DebugTarget {
   private maybeCheckpoint(): void {
     const clock = this.replayer.clock;
     const before = this.latestCheckpoint((c) => c.snap.clock <= clock);
-    if (clock - before.snap.clock < CHECKPOINT_INTERVAL) return;
+    if (clock - before.snap.clock < this.checkpointInterval) return;
+    const started = performance.now();
     const cp = this.checkpoint(before);
     const at = this.checkpoints.findIndex((c) => c.snap.clock > clock);
     this.checkpoints.splice(at < 0 ? this.checkpoints.length : at, 0, cp);
+    if (this.checkpoints.length > MAX_CHECKPOINTS) this.thinCheckpoints();
+    // The replay's speed so far says how many instructions the time of this copy is worth.
+    const took = performance.now() - started;
+    const perMs = this.replayedInstructions / Math.max(1, this.replayMs);
+    this.checkpointInterval = Math.max(MIN_CHECKPOINT_INTERVAL, Math.round(took * CHECKPOINT_COST_SHARE * perMs));
+  }
+
+  private checkpointInterval = MIN_CHECKPOINT_INTERVAL;
+  /** Instructions replayed and milliseconds spent replaying them, over the session. */
+  private replayedInstructions = 0;
+  private replayMs = 0;
+  private driving = false;
+
+  /** Drops the checkpoint whose neighbours are closest together (never the first). */
+  private thinCheckpoints(): void {
+    const cps = this.checkpoints;
+    let best = 1;
+    for (let i = 2; i < cps.length - 1; i++) {
+      if (cps[i + 1].snap.clock - cps[i - 1].snap.clock < cps[best + 1].snap.clock - cps[best - 1].snap.clock) best = i;
+    }
+    cps.splice(best, 1);
   }
 
   private latestCheckpoint(ok: (c: Checkpoint) => boolean): Checkpoint {

@@ -128,6 +128,8 @@ export class Replayer {
   /** Instructions executed by the replay so far, all threads and processes together: one engine
    * runs at a time, so this orders every moment of the replay. */
   clock = 0;
+  /** Instructions executed by this replayer over its life, re-executions after restore() included. */
+  executed = 0;
   /** Set by a debugger: sees every engine run and may pause the replay (by throwing Paused). */
   control: ExecutionControl | undefined;
 
@@ -448,6 +450,7 @@ export class Replayer {
       const before = m.instructions;
       const stop = m.run(limits);
       this.clock += m.instructions - before;
+      this.executed += m.instructions - before;
       if (this.control?.onStop(th, stop)) continue;
       switch (stop.kind) {
         case 'budget':
