@@ -127,7 +127,7 @@ function recordFull(exe: string, iterations: number): RecordFullFigures {
     return m ? Number(m[1]) : undefined;
   };
   const recordSeconds = figure('record');
-  const finished = recordSeconds !== undefined && /Breakpoint 2, .*_exit/.test(r.stdout ?? '');
+  const finished = recordSeconds !== undefined && /Breakpoint 2(\.\d+)?, .*_exit/.test(r.stdout ?? '');
   spawnSync('pkill', ['-KILL', '-f', exe]);
   const logged = /Log contains (\d+) instructions/.exec(r.stdout ?? '');
   return {
