@@ -206,6 +206,39 @@ test.serial('--goto starts at an event; reverse-continue with nothing to hit rea
   t.regex(g.out[3], /^\$2 = \(void \(\*\)\(\)\) 0x[0-9a-f]+ <_start>\n$/, g.all);
 });
 
+test.serial('Ctrl-C at the terminal interrupts a long continue: gdb stops the replay through the protocol', async (t) => {
+  const trace = record('spin', fixture('debug_spin', ['-g', '-O1']), 0);
+  const spin = marks('debug_spin').spin;
+  // A terminal's Ctrl-C sends SIGINT to the whole foreground process group: the command and gdb.
+  const p = spawn(process.execPath, [CLI, 'debug', trace, '--', '-batch', '-nx', '-ex', 'break main', '-ex', 'continue', '-ex', 'delete', '-ex', 'continue', '-ex', 'info program'], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => {
+    try {
+      process.kill(-p.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  });
+  let out = '';
+  let sent = false;
+  const exited = new Promise<number | null>((resolve) => p.once('exit', resolve));
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    if (!sent && out.includes('Breakpoint 1, main')) {
+      sent = true;
+      setTimeout(() => process.kill(-p.pid!, 'SIGINT'), 700);
+    }
+  };
+  p.stdout.on('data', onData);
+  p.stderr.on('data', onData);
+  t.is(await exited, 0, out);
+  t.regex(out, new RegExp(`\\nProgram received signal SIGINT, Interrupt\\.\\n(0x[0-9a-f]+ in )?main \\(\\) at \\S*debug_spin\\.c:${spin}\\n`), out);
+  t.regex(out, /It stopped with signal SIGINT, Interrupt\./, out);
+  t.notRegex(out, /exited/, 'the loop was cut short');
+});
+
 test.serial('--port serves one gdb connection and exits when gdb detaches', async (t) => {
   const server = spawn(process.execPath, [CLI, 'debug', '--port', '0', basicTrace], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
