@@ -245,7 +245,7 @@ export class Machine {
    * Cost while any watchpoint is set: about 7 ns per instruction (see docs/emulator.md).
    */
   setWatchpoints(list: Watchpoint[]): void {
-    this.#m.setWatchpoints(list.map((w) => ({ address: w.address, length: w.length, kind: w.kind })));
+    this.#m.setWatchpoints(Array.isArray(list) ? list.map((w) => ({ address: w?.address, length: w?.length, kind: w?.kind })) : list);
   }
 
   /** The last (up to 16) blocks entered, oldest first. */

@@ -491,3 +491,61 @@ test('emulated MOVBE stores are seen; an instruction that faults after a watched
   t.is(m.instructions, 5);
   m.close();
 });
+
+test('step() reports a watchpoint hit by its instruction; a hit whose next fetch faults is reported first', (t) => {
+  const { m, code } = machine('mov [rdi], eax\n inc ebx\n push 0x1234\n ret');
+  m.setReg('rdi', BigInt(DATA));
+  m.setWatchpoints([{ address: DATA, length: 4, kind: 'write' }, { address: STACK + 0x8000 - 8, length: 8, kind: 'read' }]);
+  t.deepEqual(m.step(), { kind: 'watchpoint', rip: CODE, address: DATA, size: 4, access: 'write', instructions: 1 });
+  t.is(rip(m), CODE + 2);
+  t.deepEqual(m.step(), { kind: 'budget' });
+  const ret = CODE + code.length - 1;
+  t.deepEqual(m.run(), { kind: 'watchpoint', rip: ret, address: STACK + 0x8000 - 8, size: 8, access: 'read', instructions: 4 });
+  t.is(rip(m), 0x1234);
+  t.like(m.run(), { kind: 'memory-fault', rip: 0x1234, address: 0x1234, access: 'fetch' });
+  t.is(m.instructions, 4);
+  m.close();
+});
+
+test('a store into its own block on a watched code page (QEMU re-runs it alone): one stop, after it', (t) => {
+  const { m, code } = machine('mov byte ptr [rip + 1f + 1], 7\n inc ebx\n1: mov eax, 1\n inc ebx\n syscall', RWX);
+  const imm = at(code, 'mov eax, 1') + 1;
+  m.setWatchpoints([{ address: imm, length: 1, kind: 'write' }]);
+  t.deepEqual(m.run(), { kind: 'watchpoint', rip: CODE, address: imm, size: 1, access: 'write', instructions: 1 });
+  t.is(rip(m), CODE + 7);
+  t.is(m.getReg('rbx'), 0n);
+  t.deepEqual(m.run(), { kind: 'syscall' });
+  t.is(m.getReg('rax'), 7n);
+  t.is(m.getReg('rbx'), 2n);
+  t.is(m.instructions, 5);
+  m.close();
+});
+
+test('rep movsb faulting in its first or a later iteration is not counted yet, and counted once when it resumes', (t) => {
+  for (const [offset, name] of [[0, 'first'], [3, 'later']] as const) {
+    const { m, code } = machine('mov ecx, 6\n rep movsb\n inc ebx\n syscall');
+    m.map(0x8ff000, 0x1000, PROT_READ | PROT_WRITE);
+    m.setReg('rsi', BigInt(CODE));
+    m.setReg('rdi', BigInt(0x900000 - offset)); // 0x900000 is not mapped yet
+    const rep = at(code, 'rep movsb');
+    t.like(m.run(), { kind: 'memory-fault', rip: rep, address: 0x900000, access: 'write' }, name);
+    t.is(m.instructions, 1, name);
+    t.is(m.getReg('rcx'), BigInt(6 - offset), name);
+    m.map(0x900000, 0x1000, PROT_READ | PROT_WRITE);
+    t.deepEqual(m.run(), { kind: 'syscall' }, name);
+    t.is(m.instructions, 4, name);
+    m.close();
+  }
+});
+
+test('setWatchpoints checks its input', (t) => {
+  const m = new Machine();
+  t.throws(() => m.setWatchpoints([{ address: 0x1000, length: 0, kind: 'write' }]), { message: /length/ });
+  t.throws(() => m.setWatchpoints([{ address: 0x1000, length: 4, kind: 'exec' as never }]), { message: /kind/ });
+  t.throws(() => m.setWatchpoints([{ address: -1, length: 4, kind: 'read' }]), { message: /non-negative/ });
+  t.throws(() => m.setWatchpoints({} as never), { message: /array/ });
+  t.notThrows(() => m.setWatchpoints([]));
+  t.throws(() => m.run({ instructionTarget: -5 }), { message: /instructionTarget/ });
+  m.close();
+  t.throws(() => m.setWatchpoints([]), { message: /closed/ });
+});

@@ -18,11 +18,14 @@ static void slowPath(Machine *m, uint64_t addr, uint32_t size);
 // instruction budget or instruction target is reached.
 static NOINLINE void limitReached(Machine *m, uint64_t addr, uint32_t size) {
   if (m->watchPending) {
-    // The previous block's last instruction hit a watch (or an FXSAVE site's pre-hook did and the
-    // FXSAVE has now run): stop here, before this block (the previous one retired to its end).
-    m->clearCur();
-    m->requestStop(STOP_WATCH, addr);
-    return;
+    if (m->watchBoundary(addr)) {
+      // The previous block's last instruction hit a watch (or an FXSAVE site's pre-hook did and
+      // the FXSAVE has now run): stop here, before this block (the previous one retired to its end).
+      m->clearCur();
+      m->requestStop(STOP_WATCH, addr);
+      return;
+    }
+    if (m->ticks < m->tickLimit && m->instructions < m->insnLimit) return slowPath(m, addr, size);
   }
   StopKind k = STOP_INSN_TARGET;
   if (m->ticks >= m->tickLimit) k = STOP_TICK_TARGET;
@@ -321,7 +324,7 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t 
   uint64_t stepStart = instructions;
   skipAddr = (lastBreakpoint == start) ? start : NONE;
   lastBreakpoint = NONE;
-  watchPending = watchBefore = false;
+  watchPending = watchBefore = watchHitSmc = false;
   for (;;) {
     stop = Stop();
     stopping = false;
@@ -448,9 +451,13 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t 
         result.vector = 13;
         result.rip = now;
       } else if (step) {
-        result.kind = watchPending ? STOP_WATCH : STOP_BUDGET;
-        if (watchPending) result = watchHit;
-        result.rip = now;
+        // (Unicorn's count hook stopped the step before our hooks saw a pending hit.)
+        if (watchPending) {
+          result = watchHit;
+        } else {
+          result.kind = STOP_BUDGET;
+          result.rip = now;
+        }
       } else {
         // Unicorn returned without a hook asking: HLT (a #GP in user mode).
         result.kind = STOP_HALT;
@@ -464,7 +471,7 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t 
   if (result.kind == STOP_WATCH) result.instructions = instructions;
   // A hit by an instruction that did not retire (it faulted, or raised an interrupt) is dropped:
   // the instruction runs again.
-  watchPending = watchBefore = false;
+  watchPending = watchBefore = watchHitSmc = false;
   insnTarget = NONE;
   insnLimit = NONE;
   dropTargetHooks();

@@ -136,10 +136,21 @@ struct Machine {
   // that instruction is not yet the boundary after it.
   bool watchBefore = false;
   Stop watchHit;              // that access (kind STOP_WATCH, rip, address, size, access)
-  // Whether a hook at addr that sees watchPending stops there (see watchBefore).
+  // The hit is a store into the current block's own bytes: QEMU's precise self-modifying-code
+  // path may abandon the instruction before the store and run it again as a block of its own.
+  bool watchHitSmc = false;
+  // Whether a hook at addr that sees watchPending stops there: the first instruction boundary
+  // after the hitting instruction retired. Not the hitting instruction itself before it runs
+  // (watchBefore), nor when QEMU runs it again (watchHitSmc: the hit is dropped, it comes again).
   bool watchBoundary(uint64_t addr) {
-    if (watchBefore && addr == watchHit.rip) {
+    if (addr != watchHit.rip) return true;
+    if (watchBefore) {
       watchBefore = false;
+      return false;
+    }
+    if (watchHitSmc) {
+      watchPending = watchHitSmc = false;
+      insnLimit = budgetLimit < insnTarget ? budgetLimit : insnTarget;
       return false;
     }
     return true;

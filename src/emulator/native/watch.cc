@@ -39,6 +39,8 @@ void Machine::watchAccess(uint64_t addr, uint32_t size, bool write, uint64_t at)
     watchHit.access = write ? 1 : 0;
     if (at == NONE) uc_reg_read(uc, UC_X86_REG_RIP, &at);  // stored before each instruction (code hook)
     watchHit.rip = at;
+    const BlockInfo *c = cur();
+    watchHitSmc = write && c && addr < c->addr + c->size && c->addr < addr + size;
     watchPending = true;
     insnLimit = 0;  // the next block start stops too (limitReached)
     return;
