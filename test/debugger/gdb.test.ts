@@ -206,6 +206,15 @@ test.serial('--goto starts at an event; reverse-continue with nothing to hit rea
   t.regex(g.out[3], /^\$2 = \(void \(\*\)\(\)\) 0x[0-9a-f]+ <_start>\n$/, g.all);
 });
 
+test.serial('a recorded SIGSEGV: gdb stops at the faulting line, then sees the process die of it', (t) => {
+  const trace = record('segv', fixture('segv', DEBUG_CFLAGS), 128 + 11);
+  const g = gdb(trace, ['continue', 'print p', 'continue']);
+  // test/fixtures/segv.c: line 4 is `*p = 1;`.
+  t.regex(g.out[0], /\nProgram received signal SIGSEGV, Segmentation fault\.\n0x[0-9a-f]+ in main \(\) at \S*segv\.c:4\n4\t  \*p = 1;\n$/, g.all);
+  t.is(g.out[1], '$1 = (volatile int *) 0x0\n');
+  t.regex(g.out[2], /^\nProgram terminated with signal SIGSEGV, Segmentation fault\.\nThe program no longer exists\.\n$/, g.all);
+});
+
 test.serial('Ctrl-C at the terminal interrupts a long continue: gdb stops the replay through the protocol', async (t) => {
   const trace = record('spin', fixture('debug_spin', ['-g', '-O1']), 0);
   const spin = marks('debug_spin').spin;
