@@ -100,7 +100,7 @@ test.serial('continue to the end: gdb sees the recorded exit code', (t) => {
 });
 
 test.serial('watch a variable, then reverse-continue to the writes that changed it', (t) => {
-  const g = gdb(basicTrace, [`break debug_basic.c:${L.print}`, 'continue', 'print counter', 'watch counter', 'reverse-continue', 'print by', 'reverse-continue', 'print by', 'continue']);
+  const g = gdb(basicTrace, [`break debug_basic.c:${L.print}`, 'continue', 'print counter', 'watch counter', 'reverse-continue', 'x/i $pc', 'print by', 'reverse-continue', 'print by', 'continue']);
   t.regex(g.out[1], at('main', L.print), g.all);
   t.is(g.out[2], '$1 = 10\n');
   t.regex(g.out[3], /^Hardware watchpoint 2: counter/, g.all);
@@ -108,12 +108,29 @@ test.serial('watch a variable, then reverse-continue to the writes that changed 
   const write = (by: number) => new RegExp(`\\n0x[0-9a-f]+ in bump \\(by=${by}\\) at \\S*debug_basic\\.c:${L['bump-write']}\\n${L['bump-write']}\\t  counter \\+= by;`);
   t.regex(g.out[4], /^\nHardware watchpoint 2: counter\n\nOld value = 10\nNew value = 6\n/, g.all);
   t.regex(g.out[4], write(4), g.all);
-  t.is(g.out[5], '$2 = 4\n');
-  t.regex(g.out[6], /^\nHardware watchpoint 2: counter\n\nOld value = 6\nNew value = 3\n/, g.all);
-  t.regex(g.out[6], write(3), g.all);
-  t.is(g.out[7], '$3 = 3\n');
+  // Exactly at the store, not an instruction earlier or later.
+  t.regex(g.out[5], STORE_TO_COUNTER, g.all);
+  t.is(g.out[6], '$2 = 4\n');
+  t.regex(g.out[7], /^\nHardware watchpoint 2: counter\n\nOld value = 6\nNew value = 3\n/, g.all);
+  t.regex(g.out[7], write(3), g.all);
+  t.is(g.out[8], '$3 = 3\n');
   // Forward again: the write by 3 happens next, and the stop is just after it.
-  t.regex(g.out[8], new RegExp(`^\\nHardware watchpoint 2: counter\\n\\nOld value = 3\\nNew value = 6\\nbump \\(by=3\\) at \\S*debug_basic\\.c:${L['bump-end']}\\n`), g.all);
+  t.regex(g.out[9], new RegExp(`^\\nHardware watchpoint 2: counter\\n\\nOld value = 3\\nNew value = 6\\nbump \\(by=3\\) at \\S*debug_basic\\.c:${L['bump-end']}\\n`), g.all);
+});
+
+const STORE_TO_COUNTER = /^=> 0x[0-9a-f]+ <bump\+\d+>:\tmov    %eax,0x[0-9a-f]+\(%rip\)\s+# 0x[0-9a-f]+ <counter>\n$/;
+
+// Known session bug: from just after a store (a forward watchpoint stop, or a stepi over it),
+// reverse-continue skips that store: the session's backward search drops a hit at exactly the
+// current clock, which is right for a breakpoint (we are stopped there) but not for a watchpoint
+// (reversing from here undoes that store first). gdb's record-full stops at it. Remove .failing
+// when src/debugger/session.ts keeps watchpoint hits at the current clock.
+test.serial.failing('reverse-continue right after a watched store stops at that store', (t) => {
+  const g = gdb(basicTrace, [`break debug_basic.c:${L['call-bump']}`, 'continue', 'continue', 'delete', 'watch counter', 'continue', 'reverse-continue', 'x/i $pc', 'print by']);
+  t.regex(g.out[5], /Old value = 1\nNew value = 3\n/, g.all);
+  t.regex(g.out[6], /^\nHardware watchpoint 2: counter\n\nOld value = 3\nNew value = 1\n/, g.all);
+  t.regex(g.out[7], STORE_TO_COUNTER, g.all);
+  t.is(g.out[8], '$1 = 2\n');
 });
 
 test.serial('reverse-step goes back into the function just returned from; reverse-finish to its call', (t) => {
