@@ -281,10 +281,15 @@ export class DebugSession implements DebugTarget {
       this.restore(cp);
       const hits: Hit[] = [];
       await this.drive({ goal: { kind: 'clock', clock: endClock }, breakpoints: true, watchpoints: true, signals: false, collect: hits });
-      const before = hits.filter((h) => h.clock < endClock && h.clock >= startClock);
+      // A breakpoint at the end has not been executed yet; an access that ended there has, and
+      // going backward undoes it first.
+      const before = hits.filter((h) => (h.clock < endClock || (h.clock === endClock && h.cause.kind === 'watchpoint')) && h.clock >= startClock);
       const last = before.at(-1);
       if (last) {
-        await this.goTo(last, last.clock);
+        // Backward, a watchpoint stops before the accessing instruction (as gdb's record-full and
+        // rr do): gdb then reads the value from before the write and shows the line that made it.
+        if (last.cause.kind === 'watchpoint') await this.goTo({ tid: last.tid, count: last.count - 1 }, last.clock);
+        else await this.goTo(last, last.clock);
         return { tid: last.tid, cause: last.cause };
       }
       endClock = cp.snap.clock;

@@ -7,7 +7,8 @@ export type WatchKind = 'write' | 'read' | 'access';
 export type StopCause =
   /** Stopped before executing an instruction at a breakpoint address. */
   | { kind: 'breakpoint'; address: number }
-  /** Stopped just after the instruction that accessed watched memory (in either direction). */
+  /** Forward: stopped just after the instruction that accessed watched memory. Backward: just
+   * before it (the access is the last thing undone). */
   | { kind: 'watchpoint'; watch: WatchKind; address: number }
   /** A single step (one instruction of the stepped thread) is done. */
   | { kind: 'step' }

@@ -120,12 +120,9 @@ test.serial('watch a variable, then reverse-continue to the writes that changed 
 
 const STORE_TO_COUNTER = /^=> 0x[0-9a-f]+ <bump\+\d+>:\tmov    %eax,0x[0-9a-f]+\(%rip\)\s+# 0x[0-9a-f]+ <counter>\n$/;
 
-// Known session bug: from just after a store (a forward watchpoint stop, or a stepi over it),
-// reverse-continue skips that store: the session's backward search drops a hit at exactly the
-// current clock, which is right for a breakpoint (we are stopped there) but not for a watchpoint
-// (reversing from here undoes that store first). gdb's record-full stops at it. Remove .failing
-// when src/debugger/session.ts keeps watchpoint hits at the current clock.
-test.serial.failing('reverse-continue right after a watched store stops at that store', (t) => {
+// From just after a store (a forward watchpoint stop, or a stepi over it), reversing undoes that
+// store first: reverse-continue stops at it, as gdb's record-full does.
+test.serial('reverse-continue right after a watched store stops at that store', (t) => {
   const g = gdb(basicTrace, [`break debug_basic.c:${L['call-bump']}`, 'continue', 'continue', 'delete', 'watch counter', 'continue', 'reverse-continue', 'x/i $pc', 'print by']);
   t.regex(g.out[5], /Old value = 1\nNew value = 3\n/, g.all);
   t.regex(g.out[6], /^\nHardware watchpoint 2: counter\n\nOld value = 3\nNew value = 1\n/, g.all);

@@ -204,7 +204,6 @@ class RemoteSession {
       const pending = this.target.resume(request);
       if (this.interruptPending) this.target.interrupt();
       stop = await pending;
-      if (direction === 'backward' && stop.cause.kind === 'watchpoint') stop = await this.beforeAccess(stop);
     } catch (err) {
       // gdb shows "Remote failure reply: E.<message>" and considers the thread stopped.
       return errorReply(`cannot ${direction === 'backward' ? 'reverse-' : ''}${step ? 'step' : 'continue'}: ${(err as Error)?.message ?? String(err)}`);
@@ -219,15 +218,6 @@ class RemoteSession {
     this.gThread = stop.tid;
     this.cThread = stop.tid;
     return this.stopReply(stop);
-  }
-
-  /** The target stops just after the instruction that accessed watched memory, in both
-   * directions. Going backward, gdb (like its own record-full and rr) wants the stop before that
-   * instruction: the value it then reads is the one from before the write, so it reports the
-   * change, at the line that made it. One step back of that thread gets there. */
-  private async beforeAccess(stop: Stop): Promise<Stop> {
-    const back = await this.target.resume({ direction: 'backward', step: true, tid: stop.tid });
-    return back.cause.kind === 'step' ? { tid: back.tid, cause: stop.cause } : back;
   }
 
   /** vCont;action[:thread]...: the first step action wins (all-stop: the others run along). */
