@@ -549,3 +549,44 @@ test('setWatchpoints checks its input', (t) => {
   m.close();
   t.throws(() => m.setWatchpoints([]), { message: /closed/ });
 });
+
+test('breakpoints and rdtsc/cpuid stops keep working when watchpoints come and go (their hooks are folded meanwhile)', (t) => {
+  const { m, code } = machine('1: inc eax\n mov [rdi], eax\n rdtsc\n inc ebx\n cmp ebx, 4\n jne 1b\n syscall');
+  m.setReg('rdi', BigInt(DATA));
+  const incEbx = at(code, 'inc ebx'), rdtsc = at(code, 'rdtsc');
+  m.setBreakpoints([incEbx]);
+  t.deepEqual(m.run(), { kind: 'rdtsc', rip: rdtsc, insn: 'rdtsc' });
+  const skip = () => m.setReg('rip', BigInt(rdtsc + 2));
+  skip();
+  t.deepEqual(m.run(), { kind: 'breakpoint', rip: incEbx });
+  m.setWatchpoints([{ address: DATA, length: 4, kind: 'write' }]);
+  t.like(m.run(), { kind: 'watchpoint', rip: CODE + 2 });
+  t.deepEqual(m.run(), { kind: 'rdtsc', rip: rdtsc, insn: 'rdtsc' });
+  skip();
+  t.deepEqual(m.run(), { kind: 'breakpoint', rip: incEbx });
+  m.setBreakpoints([]);
+  m.setBreakpoints([CODE]);
+  t.deepEqual(m.run(), { kind: 'breakpoint', rip: CODE });
+  m.setWatchpoints([]);
+  t.deepEqual(m.run(), { kind: 'rdtsc', rip: rdtsc, insn: 'rdtsc' });
+  skip();
+  t.deepEqual(m.run(), { kind: 'breakpoint', rip: CODE });
+  m.setBreakpoints([]);
+  t.deepEqual(m.run(), { kind: 'rdtsc', rip: rdtsc, insn: 'rdtsc' });
+  skip();
+  t.deepEqual(m.run(), { kind: 'syscall' });
+  t.is(m.getReg('rbx'), 4n);
+  m.close();
+});
+
+test('an unaligned store across a page boundary into a watched range at the start of the next page', (t) => {
+  const { m } = machine('mov [rdi], rax\n syscall');
+  m.map(DATA + 0x1000, 0x1000, PROT_READ | PROT_WRITE);
+  m.setReg('rdi', BigInt(DATA + 0x1000 - 3));
+  m.setReg('rax', 0x1122334455667788n);
+  m.setWatchpoints([{ address: DATA + 0x1001, length: 1, kind: 'write' }]);
+  t.deepEqual(m.run(), { kind: 'watchpoint', rip: CODE, address: DATA + 0x1000 - 3, size: 8, access: 'write', instructions: 1 });
+  t.is(m.read(DATA + 0x1000 - 3, 8).readBigUInt64LE(), 0x1122334455667788n);
+  t.is(rip(m), CODE + 3);
+  m.close();
+});

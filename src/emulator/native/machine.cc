@@ -237,6 +237,12 @@ void Machine::close() {
 
 void Machine::addStopHook(uint64_t addr) {
   if (stopHooks.count(addr)) return;
+  if (watchCodeHook) {
+    // Folded into the watch code hook, which runs before every instruction anyway (see there).
+    stopHooks[addr] = 0;
+    stopFilterAdd(addr);
+    return;
+  }
   uc_hook h;
   must(uc_hook_add(uc, &h, UC_HOOK_CODE, (void *)onStopHook, this, addr, addr), "code hook");
   stopHooks[addr] = h;
@@ -244,18 +250,37 @@ void Machine::addStopHook(uint64_t addr) {
   uc_ctl_remove_cache(uc, addr, addr + 1);
 }
 
+void Machine::removeStopHook(uint64_t a) {
+  auto it = stopHooks.find(a);
+  if (it == stopHooks.end()) return;
+  if (it->second) {
+    uc_hook_del(uc, it->second);
+    uc_ctl_remove_cache(uc, a, a + 1);
+  }
+  stopHooks.erase(it);  // (a folded one may leave its filter bit: the exact look-up follows it)
+}
+
+void Machine::foldStopHooks(bool fold) {
+  memset(stopFilter, 0, sizeof stopFilter);
+  for (auto &e : stopHooks) {
+    if (fold) {
+      if (e.second) uc_hook_del(uc, e.second);
+      e.second = 0;
+      stopFilterAdd(e.first);
+    } else if (!e.second) {
+      must(uc_hook_add(uc, &e.second, UC_HOOK_CODE, (void *)onStopHook, this, e.first, e.first), "code hook");
+    }
+  }
+  // (the caller flushes the translation cache)
+}
+
+void stopHookCallback(uc_engine *uc, uint64_t addr, uint32_t size, void *ud) { onStopHook(uc, addr, size, ud); }
+
 void Machine::setBreakpoints(const std::vector<uint64_t> &addrs) {
   check();
   std::unordered_set<uint64_t> next(addrs.begin(), addrs.end());
-  for (uint64_t a : breakpoints) {
-    if (next.count(a) || specials.count(a)) continue;
-    auto it = stopHooks.find(a);
-    if (it != stopHooks.end()) {
-      uc_hook_del(uc, it->second);
-      stopHooks.erase(it);
-      uc_ctl_remove_cache(uc, a, a + 1);
-    }
-  }
+  for (uint64_t a : breakpoints)
+    if (!next.count(a) && !specials.count(a)) removeStopHook(a);
   breakpoints = std::move(next);
   for (uint64_t a : breakpoints) addStopHook(a);
   if (!breakpoints.count(lastBreakpoint)) lastBreakpoint = NONE;
@@ -263,14 +288,8 @@ void Machine::setBreakpoints(const std::vector<uint64_t> &addrs) {
 
 void Machine::dropTargetHooks() {
   targetHookAddr = NONE;
-  for (uint64_t a : targetHooks) {
-    if (breakpoints.count(a) || specials.count(a)) continue;
-    auto it = stopHooks.find(a);
-    if (it == stopHooks.end()) continue;
-    uc_hook_del(uc, it->second);
-    stopHooks.erase(it);
-    uc_ctl_remove_cache(uc, a, a + 1);
-  }
+  for (uint64_t a : targetHooks)
+    if (!breakpoints.count(a) && !specials.count(a)) removeStopHook(a);
   targetHooks.clear();
 }
 

@@ -210,7 +210,15 @@ struct Machine {
   std::unordered_set<uint64_t> trustedPages;
 
   // stop-before hooks: one UC_HOOK_CODE per address (breakpoints, rdtsc/rdtscp/cpuid sites)
+  // (0: folded into the watch code hook while watchpoints are set: a code hook per address would
+  // make Unicorn walk it before every instruction then, about 2 ns each)
   std::unordered_map<uint64_t, uc_hook> stopHooks;
+  uint64_t stopFilter[64] = {};  // folded stop-hook addresses, one bit per hash of 12 bits
+  static unsigned stopHash(uint64_t a) { return unsigned((a * 0x9E3779B97F4A7C15ull) >> 52); }
+  void stopFilterAdd(uint64_t a) { stopFilter[stopHash(a) >> 6] |= 1ull << (stopHash(a) & 63); }
+  bool stopFilterHas(uint64_t a) const { return (stopFilter[stopHash(a) >> 6] >> (stopHash(a) & 63)) & 1; }
+  void removeStopHook(uint64_t addr);
+  void foldStopHooks(bool fold);
   std::unordered_set<uint64_t> breakpoints;
   std::unordered_set<uint64_t> specials;
   std::vector<uint64_t> pendingHooks;
@@ -250,6 +258,9 @@ struct Machine {
 inline size_t slotOf(uint64_t addr) {
   return size_t((addr * 0x9E3779B97F4A7C15ull) >> (64 - Machine::CACHE_BITS));
 }
+
+// machine.cc: the stop-before hook's callback (breakpoints, targets, rdtsc/cpuid/FXSAVE sites)
+void stopHookCallback(uc_engine *uc, uint64_t addr, uint32_t size, void *ud);
 
 // memory.cc: frees the host memory backing a region
 void munmapHost(const Region &r);

@@ -23,9 +23,17 @@ static void onWatchMem(uc_engine *, uc_mem_type type, uint64_t addr, int size, i
   static_cast<Machine *>(ud)->watchAccess(addr, uint32_t(size), type == UC_MEM_WRITE, NONE);
 }
 
-static void onWatchCode(uc_engine *, uint64_t addr, uint32_t, void *ud) {
+static __attribute__((noinline)) void watchCodeSlow(uc_engine *uc, uint64_t addr, uint32_t size, Machine *m) {
+  if (m->stopHooks.count(addr)) return stopHookCallback(uc, addr, size, m);  // (checks watchPending first)
+  if (m->watchPending && !m->stopping && m->watchBoundary(addr)) m->requestStop(STOP_WATCH, addr);
+}
+
+// Before every instruction while watchpoints are set. Also does the work of the stop-before hooks
+// (breakpoints, targets, rdtsc/cpuid/FXSAVE sites), folded into it meanwhile: Unicorn calls every
+// code hook's bounds check on each instruction once one hook covers them all.
+static void onWatchCode(uc_engine *uc, uint64_t addr, uint32_t size, void *ud) {
   Machine *m = static_cast<Machine *>(ud);
-  if (__builtin_expect(m->watchPending, 0) && !m->stopping && m->watchBoundary(addr)) m->requestStop(STOP_WATCH, addr);
+  if (__builtin_expect(m->watchPending | m->stopFilterHas(addr), 0)) watchCodeSlow(uc, addr, size, m);
 }
 
 void Machine::watchAccess(uint64_t addr, uint32_t size, bool write, uint64_t at) {
@@ -81,9 +89,11 @@ void Machine::setWatchpoints(const std::vector<Watch> &list) {
   if (any && !watchCodeHook) {
     uc_err e = uc_hook_add(uc, &watchCodeHook, UC_HOOK_CODE, (void *)onWatchCode, this, 1, 0);
     if (e != UC_ERR_OK) throw Error(std::string("watch code hook: ") + uc_strerror(e));
+    foldStopHooks(true);
   } else if (!any && watchCodeHook) {
     uc_hook_del(uc, watchCodeHook);
     watchCodeHook = 0;
+    foldStopHooks(false);
   }
   // Whether QEMU sends loads/stores to the helpers that call memory hooks, and emits the code
   // hook's call before each instruction, is decided when a block is translated: retranslate.
