@@ -590,3 +590,21 @@ test('an unaligned store across a page boundary into a watched range at the star
   t.is(rip(m), CODE + 3);
   m.close();
 });
+
+test('instructionTarget for every N with a watchpoint set elsewhere (the target hook is folded into the watch hook)', (t) => {
+  for (let n = 0; n <= PROGRAM_INSNS; n++) {
+    const a = program();
+    a.setWatchpoints([{ address: DATA + 0x800, length: 8, kind: 'access' }]);
+    t.deepEqual(a.run({ instructionTarget: n }), n === PROGRAM_INSNS ? { kind: 'syscall' } : { kind: 'instruction-target' }, `n = ${n}`);
+    a.setWatchpoints([]);
+    const b = program();
+    stepTo(b, n);
+    t.is(state(a), state(b), `n = ${n}`);
+    if (n < PROGRAM_INSNS) {
+      t.deepEqual(a.run(), { kind: 'syscall' });
+      t.is(a.instructions, PROGRAM_INSNS);
+    }
+    a.close();
+    b.close();
+  }
+});

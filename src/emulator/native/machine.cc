@@ -303,7 +303,8 @@ bool Machine::targetInBlock(uint64_t addr, size_t slot, uint32_t counted) {
   targetHookAddr = x;
   if (!stopHooks.count(x)) {
     targetHooks.push_back(x);
-    pendingHooks.push_back(x);
+    if (watchCodeHook) addStopHook(x);  // folded (watchpoints set): effective at once, no restart
+    else pendingHooks.push_back(x);
   }
   if (!pendingHooks.empty()) {
     // Stop before the block (it does not execute), install the hook, retranslate, resume: the
