@@ -71,3 +71,34 @@ test('tick target stop in a loop of chained blocks leaves RIP at the next block'
   t.is(m.getReg('rax'), 500500n);
   m.close();
 });
+
+// The same stale RIP on a data fault: the faulting block is reached by a chained jump after a
+// `ret` stored EIP, so RIP holds the return address, not the block's start (a SIGSEGV probe after
+// a call replayed as a fault at the call's return address). Pages STACK + n*4096 are read for
+// n = 0, 1...; n = 16 is past the mapping.
+test('a data fault in a block reached by chained jumps after a ret is placed at the faulting instruction', (t) => {
+  const m = new Machine();
+  m.map(CODE, 0x1000, PROT_READ | PROT_EXEC);
+  const code = asm(`
+    xor ecx, ecx
+    mov rsi, ${STACK}
+1:  call f
+    jmp 2f
+2:  mov rax, rcx
+    shl rax, 12
+    mov rbx, qword ptr [rsi + rax]
+    inc ecx
+    jmp 1b
+f:  ret
+`);
+  m.write(CODE, code);
+  m.map(STACK, 0x10000, PROT_READ | PROT_WRITE);
+  m.setReg('rsp', BigInt(STACK + 0x8000));
+  m.setReg('rip', BigInt(CODE));
+  const load = CODE + code.indexOf(Buffer.from([0x48, 0x8b, 0x1c, 0x06]));
+  t.deepEqual(m.run(), { kind: 'memory-fault', rip: load, address: STACK + 0x10000, access: 'read', cause: 'unmapped' });
+  t.is(m.getReg('rip'), BigInt(load));
+  t.is(m.getReg('rcx'), 16n);
+  t.is(m.instructions, 2 + 16 * 8 + 5);
+  m.close();
+});
