@@ -351,8 +351,9 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t 
     }
     BlockInfo *cur = this->cur();
     // A data access fault leaves RIP at the start of the translated block, or (the block reached
-    // by a chained jump) wherever QEMU last stored it, outside the block: find the instruction.
-    if (stop.kind == STOP_FAULT && stop.access != 2 && cur && (now == cur->addr || now < cur->addr || now >= cur->addr + cur->size)) {
+    // by a chained jump) wherever QEMU last stored it: the return address of a ret, or where we
+    // put it after the previous fault, even inside this block. Find the instruction.
+    if (stop.kind == STOP_FAULT && stop.access != 2 && cur) {
       uint64_t at = faultingInstruction(*cur, stop.address, stop.access);
       if (at != NONE) {
         now = at;
