@@ -356,11 +356,14 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
     struct user_regs_struct h;
     ptrace(PTRACE_GETREGS, t->tid, 0, &h);
     // The frame: rt_sigframe at the new rsp, up to the old rsp minus the red zone, or to the top
-    // of the alternate stack when the handler runs there (uc_stack.ss_flags & SS_ONSTACK).
+    // of the alternate stack when the kernel switched to it (the handler's rsp is in it, the
+    // interrupted one was not). uc_stack.ss_flags cannot tell: it says where the interrupted code ran.
     uint64_t end = regs->rsp - 128;
     uint64_t ss[3] = {0};  // ss_sp, ss_flags, ss_size at frame+24
     mem_read(t->memfd, h.rsp + 24, ss, sizeof ss);
-    if ((ss[1] & SS_ONSTACK) && h.rsp >= ss[0] && h.rsp < ss[0] + ss[2]) end = ss[0] + ss[2];
+    bool in_alt = h.rsp >= ss[0] && h.rsp < ss[0] + ss[2];
+    bool was_alt = regs->rsp > ss[0] && regs->rsp <= ss[0] + ss[2];
+    if (!((uint32_t)ss[1] & SS_DISABLE) && in_alt && !was_alt) end = ss[0] + ss[2];
     if (end <= h.rsp || end - h.rsp > (1u << 20))
       return stop_recording(t->tid, "signal %s: cannot locate its frame", strsignal(sig));
     // PTRACE_SINGLESTEP set TF; make sure the saved flags (frame+184) do not keep it.
