@@ -39,6 +39,7 @@
 #include <sched.h>
 #include <time.h>
 #include <sys/time.h>
+#include <sys/resource.h>
 #include <linux/sched.h>
 #include <linux/perf_event.h>
 #include <linux/futex.h>
@@ -244,6 +245,10 @@ static int record_exec(struct thread *t, uint64_t *syscall_at) {
   }
   memcpy(rec.p + count_at, &kept, 4);
   free(maps);
+  // RLIMIT_STACK: how far replay lets the main stack grow before a fault is a SIGSEGV.
+  struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+  prlimit(t->tid, RLIMIT_STACK, NULL, &rl);
+  buf_u64(&rec, (uint64_t)rl.rlim_cur);
   emit(REC_EXEC);
   t->execed = true;
   return 0;

@@ -145,7 +145,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
     switch (r.type) {
       case 'exec':
         firstPid ??= r.pid;
-        e = { kind: 'exec', ...base, path: r.path, argv: r.argv, regs: copy(r.regs), fpregs: copy(r.fpregs), auxv: copy(r.auxv), brk: r.brk, mappings: r.mappings.map((m) => mapping(w, m)) };
+        e = { kind: 'exec', ...base, path: r.path, argv: r.argv, regs: copy(r.regs), fpregs: copy(r.fpregs), auxv: copy(r.auxv), brk: r.brk, stackLimit: r.stackLimit, mappings: r.mappings.map((m) => mapping(w, m)) };
         break;
       case 'syscall':
         e = { kind: 'syscall', ...base, number: r.number, regs: copy(r.regs), result: r.result, writes: writes(w, r.writes) };

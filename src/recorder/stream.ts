@@ -7,7 +7,7 @@
 //   1 INFO        u32 cpuidFaulting, u32 pmu, STR pmuEventOrReason, u32 cpu, u64 xcr0
 //   2 CPUID       u32 n, n x (u32 leaf, subleaf, eax, ebx, ecx, edx)
 //   3 EXEC        EV, STR path, u32 argc, argc x STR, BYTES regs, BYTES fpregs, BYTES auxv, u64 brk,
-//                 u32 nmaps, nmaps x MAPPING
+//                 u32 nmaps, nmaps x MAPPING, u64 stackLimit (RLIMIT_STACK soft limit; all ones: none)
 //   4 SYSCALL     EV, u64 number, BYTES regs, i64 result, u32 noReturn, u32 nwrites, WRITE...,
 //                 u32 nmaps, MAPPING..., u32 hasOutput, [BYTES output copied to stdout/stderr by the kernel]
 //                 u32 outputTarget (writes to fd 1/2: 0 that fd of the recording, 1/2 the recording's
@@ -35,7 +35,7 @@ export interface Ev { pid: number; tid: number; ticks?: number }
 export type HelperRecord =
   | { type: 'info'; cpuidFaulting: boolean; pmu: boolean; pmuText: string; cpu: number; xcr0: number }
   | { type: 'cpuid'; leaves: CpuidLeaf[] }
-  | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[] } & Ev)
+  | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[]; stackLimit: number } & Ev)
   | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; outputTarget: number } & Ev)
   | ({ type: 'rdtsc'; rip: number; rdtscp: boolean; value: bigint; aux: number } & Ev)
   | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array } & Ev)
@@ -94,7 +94,8 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
     case RecType.Cpuid: return { type: 'cpuid', leaves: c.list(() => ({ leaf: c.u32(), subleaf: c.u32(), eax: c.u32(), ebx: c.u32(), ecx: c.u32(), edx: c.u32() })) };
     case RecType.Exec: {
       const ev = c.ev(), path = c.str(), argv = c.list(() => c.str()), regs = c.bytes(), fpregs = c.bytes(), auxv = c.bytes(), brk = c.u64();
-      return { type: 'exec', ...ev, path, argv, regs, fpregs, auxv, brk, mappings: c.list(() => c.mapping()) };
+      const mappings = c.list(() => c.mapping()), stackLimit = Math.min(c.u64(), Number.MAX_SAFE_INTEGER);
+      return { type: 'exec', ...ev, path, argv, regs, fpregs, auxv, brk, mappings, stackLimit };
     }
     case RecType.Syscall: {
       const ev = c.ev(), number = c.u64(), regs = c.bytes(), result = c.i64(), noReturn = c.u32() !== 0;

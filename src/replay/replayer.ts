@@ -361,11 +361,12 @@ export class Replayer {
 
   private applyExec(ev: ExecEvent): void {
     const old = this.threads.get(ev.tid);
+    const stackLimit = ev.stackLimit ?? old?.space.stackLimit;
     if (old) this.retireThread(old);
     this.firstPid ??= ev.pid;
     let space: AddressSpace;
     try {
-      space = new AddressSpace(ev, (b) => this.reader.bytes(b));
+      space = new AddressSpace(ev, (b) => this.reader.bytes(b), stackLimit);
     } catch (err) {
       if (err instanceof TraceFormatError) throw err;
       throw this.diverge(`cannot build the address space of ${ev.path}: ${(err as Error).message}`);

@@ -120,6 +120,9 @@ export interface ExecEvent extends EventBase {
   auxv: Uint8Array;
   /** Current program break right after exec. */
   brk: number;
+  /** RLIMIT_STACK soft limit in bytes (Number.MAX_SAFE_INTEGER: unlimited): how far the main
+   * stack grows on faults. Absent in traces of format 1.0 without it (replay assumes 8 MiB). */
+  stackLimit?: number;
 }
 
 /** One system call: the registers at entry, the result, and what it wrote. */

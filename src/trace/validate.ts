@@ -85,6 +85,7 @@ export function checkEvent(e: unknown): string | null {
       if (!asBytes(e, 'fpregs')) return bad('fpregs');
       if (!asBytes(e, 'auxv')) return bad('auxv');
       if (!isNum(e.brk)) return bad('brk');
+      if (e.stackLimit !== undefined && !isNum(e.stackLimit)) return bad('stackLimit');
       return checkMappings(e.mappings, 'exec event: mappings');
     case 'rdtsc':
       if (!isNum(e.rip)) return bad('rip');

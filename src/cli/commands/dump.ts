@@ -40,7 +40,7 @@ export function describeEvent(n: number, ev: TraceEvent): Record<string, unknown
         ...(ev.noReturn ? { noReturn: true } : {}),
       };
     case 'exec':
-      return { ...base, path: ev.path, argv: ev.argv, mappings: ev.mappings.length, brk: ev.brk };
+      return { ...base, path: ev.path, argv: ev.argv, mappings: ev.mappings.length, brk: ev.brk, ...(ev.stackLimit !== undefined ? { stackLimit: ev.stackLimit } : {}) };
     case 'rdtsc':
       return { ...base, insn: ev.insn, rip: ev.rip, value: ev.value.toString(), ...(ev.aux !== undefined ? { aux: ev.aux } : {}) };
     case 'signal':

@@ -1,0 +1,56 @@
+// Signals, recorded for real (ptrace, no PMU) and replayed in the emulator: handlers and
+// rt_sigreturn, synchronous faults recovered with siglongjmp, timers, signals to self, blocked and
+// pending signals, interrupted and restarted syscalls, sigaltstack and stack overflow, signals that
+// kill, SIGPIPE, nested handlers, a signal in a threaded program. Exact outputs, statuses, events.
+import test, { type ExecutionContext } from 'ava';
+import { fixture } from '../helpers/fixtures.ts';
+import { cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
+
+const SIGHUP = 1, SIGABRT = 6, SIGUSR1 = 10, SIGSEGV = 11, SIGUSR2 = 12, SIGPIPE = 13, SIGALRM = 14, SIGTERM = 15;
+const SIGVTALRM = 26, SIGPROF = 27;
+const SI_KERNEL = 0x80, SI_TKILL = -6, SEGV_MAPERR = 1, SEGV_ACCERR = 2;
+
+/** Asserts the replay reproduced the recording exactly and the expected output; returns the round trip. */
+function same(t: ExecutionContext, command: string[], expected: string, expectStatus = 0): RoundTrip {
+  const rt = recordAndReplay(command);
+  t.teardown(rt.cleanup);
+  t.is(rt.recorded.status, expectStatus, `record: ${rt.recorded.stderr}`);
+  t.is(rt.recorded.stdout.toString(), expected);
+  t.is(rt.summary.divergence, null, rt.replayed.stderr);
+  t.true(rt.summary.verified);
+  t.is(rt.replayed.status, expectStatus, rt.replayed.stderr);
+  t.is(rt.summary.exitStatus, expectStatus);
+  t.is(rt.replayed.stdout.toString(), expected);
+  t.true(rt.summary.instructions > 0 && rt.summary.ticks > 0 && rt.summary.ticks < rt.summary.instructions);
+  return rt;
+}
+
+interface DumpEvent { event: number; kind: string; pid: number; tid: number; syscall?: string; result?: number; signo?: number; code?: number; synchronous?: boolean; fatal?: boolean; addr?: number; stackLimit?: number }
+function events(trace: string): DumpEvent[] {
+  return JSON.parse(cli(['dump', '--json', trace]).stdout.toString());
+}
+const signals = (evs: DumpEvent[]) => evs.filter((e) => e.kind === 'signal');
+/** The event right before `e` in the trace. */
+const before = (evs: DumpEvent[], e: DumpEvent) => evs[evs.indexOf(e) - 1];
+
+test.serial('sigaltstack: a handler runs on the alternate stack, and a stack overflow SIGSEGV is handled there', (t) => {
+  same(t, [fixture('sig_altstack', ['-O1', '-Wno-infinite-recursion'])], [
+    'SIGUSR1 handler on the alternate stack: 1 (SS_ONSTACK 1), main is not: 1',
+    'stack overflow: SIGSEGV handler on the alternate stack: 1, fault near the 1024 KiB limit: 1, depth over 896: 1',
+    'back on the main stack: 1',
+    '',
+  ].join('\n'));
+});
+
+test.serial('a stack overflow at the stack limit the program inherited through exec (ulimit -s in a shell)', (t) => {
+  const bin = fixture('sig_altstack', ['-O1', '-Wno-infinite-recursion']);
+  const rt = same(t, ['/bin/sh', '-c', `ulimit -s 2048 && exec ${bin} inherit`], [
+    'SIGUSR1 handler on the alternate stack: 1 (SS_ONSTACK 1), main is not: 1',
+    'stack overflow: SIGSEGV handler on the alternate stack: 1, fault near the 2048 KiB limit: 1, depth over 1920: 1',
+    'back on the main stack: 1',
+    '',
+  ].join('\n'));
+  const execs = events(rt.trace).filter((e) => e.kind === 'exec');
+  t.is(execs.length, 2);
+  t.is(execs[1].stackLimit, 2048 * 1024);
+});
