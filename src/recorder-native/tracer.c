@@ -20,8 +20,10 @@
 // running thread makes no syscall for SPIN_SECONDS while a sibling waits to run, the recording stops.
 //
 // No-PMU mode: events happen only at syscalls. An asynchronous signal that arrives while the
-// tracee runs user code is held back and re-injected at the exit of the tracee's next syscall, so
-// replay can deliver it right after that syscall event.
+// tracee runs user code is held back and re-sent (tgkill) at the entry of the tracee's next
+// syscall, so it is delivered at that syscall's exit, right after its event, where replay can
+// place it; at its delivery-stop the original siginfo is put back (the program sees the kernel's
+// si_code, si_pid..., not the recorder's tgkill). Any number of them can be held.
 #include "ra.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +46,9 @@
 #include <linux/perf_event.h>
 #include <linux/futex.h>
 
+#define MAX_HELD 64
+struct held_sig { int sig; siginfo_t si; };
+
 struct thread {
   pid_t tid, pid;
   int memfd;
@@ -55,7 +60,10 @@ struct thread {
   int64_t skip_result;
   bool at_boundary;       // the last stop was a syscall exit and the tracee has not run since
   struct user_regs_struct exit_regs;
-  int held_signal;        // async signal held back until the next syscall exit
+  struct held_sig *held;  // async signals held back (arrived in user code), oldest first
+  int nheld;
+  struct held_sig *sent;  // held ones re-sent with tgkill, not delivered yet
+  int nsent;
   bool fresh;             // a new tracee whose initial stop came before its parent's fork event
   int state;              // T_RUNNING, T_HELD, T_BLOCKED, T_EXITING
   bool has_pending;       // HELD with a stop not handled yet (pending_status)
@@ -95,6 +103,9 @@ static struct thread *add_thread(pid_t tid, pid_t pid) {
   t->sc.pid = tid; t->sc.memfd = -1;
   t->sc.write = record_write;
   t->sc.writes = &writes;
+  t->held = calloc(MAX_HELD, sizeof *t->held);
+  t->sent = calloc(MAX_HELD, sizeof *t->sent);
+  if (!t->held || !t->sent) { fprintf(stderr, "ra-recorder: out of memory\n"); _exit(70); }
   threads[nthreads++] = t;
   return t;
 }
@@ -108,6 +119,8 @@ static void remove_thread(struct thread *t) {
   if (t->memfd >= 0) close(t->memfd);
   if (t->pmu_fd >= 0) close(t->pmu_fd);
   free(t->sc.output.p);
+  free(t->held);
+  free(t->sent);
   free(t);
 }
 
@@ -342,6 +355,44 @@ static bool sig_in_mask(pid_t pid, const char *field, int sig) {
   return r;
 }
 
+// Hold back an asynchronous signal that arrived in user code. False when too many are held.
+static bool hold_signal(struct thread *t, int sig, const siginfo_t *si) {
+  if (t->nheld == MAX_HELD) return false;
+  t->held[t->nheld].sig = sig;
+  t->held[t->nheld].si = *si;
+  t->nheld++;
+  return true;
+}
+
+// Re-send the held signals to the thread (stopped at a syscall entry or exit): they are delivered
+// when it returns to user mode. A standard signal already re-sent and still pending would merge
+// with a second one: that one waits for the next boundary, as two arrivals are two deliveries.
+static void resend_held(struct thread *t) {
+  int kept = 0;
+  for (int k = 0; k < t->nheld; k++) {
+    struct held_sig *h = &t->held[k];
+    bool pending = false;
+    for (int j = 0; j < t->nsent && h->sig < SIGRTMIN; j++) pending |= t->sent[j].sig == h->sig;
+    if (pending || t->nsent == MAX_HELD) { t->held[kept++] = *h; continue; }
+    syscall(SYS_tgkill, t->pid, t->tid, h->sig);
+    t->sent[t->nsent++] = *h;
+  }
+  t->nheld = kept;
+}
+
+// At the delivery-stop of a signal the recorder re-sent: the siginfo the kernel first gave it.
+static void restore_siginfo(struct thread *t, int sig, siginfo_t *si) {
+  if (si->si_code != SI_TKILL || si->si_pid != getpid()) return;
+  for (int k = 0; k < t->nsent; k++) {
+    if (t->sent[k].sig != sig) continue;
+    *si = t->sent[k].si;
+    ptrace(PTRACE_SETSIGINFO, t->tid, 0, si);
+    memmove(&t->sent[k], &t->sent[k + 1], sizeof *t->sent * (size_t)(t->nsent - k - 1));
+    t->nsent--;
+    return;
+  }
+}
+
 static bool is_sync(int sig, const siginfo_t *si) {
   return (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS) && si->si_code > 0;
 }
@@ -388,6 +439,11 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
     buf_u32(&rec, 1);
     buf_bytes(&rec, &h, sizeof h);
     emit(REC_SIGNAL);
+    // The handler's entry is a point replay knows (right after this event): another signal
+    // pending there (several re-sent at one syscall) is delivered at once, nested, as the kernel
+    // would before the handler's first instruction.
+    t->exit_regs = h;
+    t->at_boundary = true;
     return 0;
   }
   if (sig_in_mask(t->tid, "SigIgn", sig) || sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT)
@@ -527,8 +583,8 @@ static int enable_cpuid_faulting(struct thread *t, uint64_t syscall_at) {
     if (WSTOPSIG(st) == (SIGTRAP | 0x80)) { stops++; continue; }
     int sig = WSTOPSIG(st);
     if ((st >> 16) == 0 && sig != SIGSTOP && sig != SIGTRAP) {
-      if (t->held_signal && t->held_signal != sig) { stream_message(REC_ERROR, "CPUID faulting: two signals arrived while switching it on"); goto out; }
-      t->held_signal = sig;
+      siginfo_t si;
+      if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0 || !hold_signal(t, sig, &si)) { stream_message(REC_ERROR, "CPUID faulting: cannot hold back %s", strsignal(sig)); goto out; }
     }
   }
   if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0) { stream_message(REC_ERROR, "CPUID faulting: cannot read the result: %s", strerror(errno)); goto out; }
@@ -541,10 +597,7 @@ out:
 }
 
 static int resume_thread(struct thread *t, int how, int sig) {
-  if (t->at_boundary && t->held_signal && !sig) {  // re-inject a held-back signal at this syscall exit
-    sig = t->held_signal;
-    t->held_signal = 0;
-  }
+  if (t->at_boundary && t->nheld) resend_held(t);  // at a syscall exit (or handler entry): a place replay knows
   if (ptrace(how, t->tid, 0, sig) < 0 && errno != ESRCH) {
     stream_message(REC_ERROR, "ptrace resume: %s", strerror(errno));
     return -1;
@@ -595,12 +648,11 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
         }
       }
       if (nr == SYS_set_tid_address) t->clear_tid = c->entry.rdi;
-      if (t->held_signal && nr != SYS_exit && nr != SYS_exit_group) {
-        // A held-back asynchronous signal becomes pending again now: it is delivered at this
-        // syscall's exit (a boundary replay can place), interrupting it if it blocks. Holding it
-        // until the exit instead would hang pause() or a read that waits for what the handler does.
-        syscall(SYS_tgkill, t->pid, t->tid, t->held_signal);
-        t->held_signal = 0;
+      if (t->nheld && nr != SYS_exit && nr != SYS_exit_group) {
+        // Held-back asynchronous signals become pending again now: they are delivered at this
+        // syscall's exit (a boundary replay can place), interrupting it if it blocks. Holding them
+        // until the exit instead would hang pause() or a read that waits for what a handler does.
+        resend_held(t);
       }
       c->nwrites = 0;
       writes.len = 0;
@@ -679,6 +731,7 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
   if (!t->execed) { *sig = signo == SIGSTOP ? 0 : signo; return GO_ON; }
   siginfo_t si;
   if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0) return GO_ON;
+  restore_siginfo(t, signo, &si);
   struct user_regs_struct regs;
   ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
   if (signo == SIGSEGV && si.si_code == SI_KERNEL) {
@@ -691,12 +744,11 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
   }
   if (!is_sync(signo, &si) && !(was_boundary && memcmp(&regs, &t->exit_regs, sizeof regs) == 0)) {
     // Asynchronous, in the middle of user code: without ticks replay could not place it. Hold it
-    // back until the next syscall exit.
-    if (t->held_signal && t->held_signal != signo) {
-      stop_recording(t->tid, "two asynchronous signals pending at once (%s): not supported yet", strsignal(signo));
+    // back until the next syscall.
+    if (!hold_signal(t, signo, &si)) {
+      stop_recording(t->tid, "more than %s asynchronous signals held back at once (the program makes no syscall)", "64");
       return STOPPED;
     }
-    t->held_signal = signo;
     return GO_ON;
   }
   int r = deliver_signal(t, signo, &si, &regs, sig);

@@ -33,6 +33,34 @@ const signals = (evs: DumpEvent[]) => evs.filter((e) => e.kind === 'signal');
 /** The event right before `e` in the trace. */
 const before = (evs: DumpEvent[], e: DumpEvent) => evs[evs.indexOf(e) - 1];
 
+test.serial('alarm() interrupts pause(); an ITIMER_REAL signal arriving in user code is held to the next syscall (only timing changes)', (t) => {
+  const rt = same(t, [fixture('sig_alarm')], [
+    'pause returned -1 after 1 alarm (SI_KERNEL)',
+    // Natively the handler runs during the computation (phase 1); recorded without a PMU it runs
+    // at the first syscall after it (phase 2), and replay delivers it there too.
+    'computed 51a0d9d15abaaf81, 2 alarms, the handler ran in phase 2 (SI_KERNEL)',
+    '',
+  ].join('\n'));
+  const evs = events(rt.trace);
+  const sigs = signals(evs);
+  t.deepEqual(sigs.map((s) => [s.signo, s.code, s.synchronous]), [[SIGALRM, SI_KERNEL, false], [SIGALRM, SI_KERNEL, false]]);
+  t.like(before(evs, sigs[0]), { kind: 'syscall', syscall: 'pause', result: -514 });  // ERESTARTNOHAND
+  t.like(before(evs, sigs[1]), { kind: 'syscall', syscall: 'getppid' });
+});
+
+test.serial('three timers fire during a computation: all held, delivered nested at the next syscall with their kernel siginfo', (t) => {
+  const rt = same(t, [fixture('sig_timers')],
+    'computed 577239fc5fc42481; 0 handlers ran during the computation, 3 after it: PVA, 3 with SI_KERNEL\n');
+  const evs = events(rt.trace);
+  const sigs = signals(evs);
+  t.deepEqual(sigs.map((s) => [s.signo, s.code]), [[SIGALRM, SI_KERNEL], [SIGVTALRM, SI_KERNEL], [SIGPROF, SI_KERNEL]]);
+  t.like(before(evs, sigs[0]), { kind: 'syscall', syscall: 'getppid' });
+  t.is(sigs[2].event, sigs[0].event + 2);  // nested: each delivered at the previous handler's entry
+  const returns = evs.filter((e) => e.syscall === 'rt_sigreturn');
+  t.is(returns.length, 3);
+  t.is(returns[0].event, sigs[2].event + 1);  // the innermost (SIGPROF) handler returns first
+});
+
 test.serial('sigaltstack: a handler runs on the alternate stack, and a stack overflow SIGSEGV is handled there', (t) => {
   same(t, [fixture('sig_altstack', ['-O1', '-Wno-infinite-recursion'])], [
     'SIGUSR1 handler on the alternate stack: 1 (SS_ONSTACK 1), main is not: 1',
