@@ -11,6 +11,7 @@ import type { ExecutionControl } from './control.ts';
 import { CpuidTable } from './cpuid.ts';
 import { Divergence, lastBlocks, registersSideBySide } from './divergence.ts';
 import { getReg, hex, sameReg, setReg, syscallArgs } from './registers.ts';
+import { COMPARED_AT_SIGNAL, signalStateMismatch } from './signals.ts';
 
 export interface ReplayOptions {
   /** Receives what the program wrote to its stdout (1) and stderr (2) while recorded. */
@@ -614,8 +615,12 @@ export class Replayer {
       // again raises the same fault again.
       this.control?.onSignal(this.current!, ev);
     }
-    // An asynchronous signal without hardware ticks was recorded where it arrived; the replay
-    // delivers it at the same event boundary.
+    // An asynchronous signal without hardware ticks was delivered at a point replay knows (a
+    // syscall's exit, a handler's entry): the replay delivers it there too, in the same state.
+    const mismatch = signalStateMismatch(ev.regs, m.getUserRegs());
+    if (mismatch) {
+      throw this.diverge(`registers differ at signal ${ev.signo}: ${mismatch}`, `${registersSideBySide(ev.regs, m.getUserRegs(), new Set(COMPARED_AT_SIGNAL))}\n\nlast blocks executed:\n${lastBlocks(m)}`);
+    }
     if (ev.fatal) return;
     for (const w of ev.writes) m.write(w.addr, this.reader.bytes(w.data));
     if (!ev.handlerRegs) throw this.diverge(`signal ${ev.signo} ran a handler but the trace has no handler registers`);

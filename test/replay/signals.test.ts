@@ -3,6 +3,13 @@
 // pending signals, interrupted and restarted syscalls, sigaltstack and stack overflow, signals that
 // kill, SIGPIPE, nested handlers, a signal in a threaded program. Exact outputs, statuses, events.
 import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setReg } from '../../src/replay/registers.ts';
+import { TraceReader } from '../../src/trace/reader.ts';
+import type { SignalEvent, TraceEvent } from '../../src/trace/schema.ts';
+import { TraceWriter } from '../../src/trace/writer.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
 
@@ -81,4 +88,38 @@ test.serial('a stack overflow at the stack limit the program inherited through e
   const execs = events(rt.trace).filter((e) => e.kind === 'exec');
   t.is(execs.length, 2);
   t.is(execs[1].stackLimit, 2048 * 1024);
+});
+
+/** Copy a trace, passing each event through `edit`. */
+function rewrite(from: string, to: string, edit: (ev: TraceEvent) => TraceEvent): void {
+  const r = TraceReader.open(from);
+  const { formatMajor, formatMinor, ...header } = r.header;
+  void formatMajor, formatMinor;
+  const w = TraceWriter.create(to, header);
+  for (const ref of r.blobRefs()) w.addBlob(r.blob(ref));
+  for (const ev of r.events()) w.append(edit(ev));
+  w.close({ complete: true });
+  r.close();
+}
+
+test.serial('the registers at a signal delivery are checked: a tampered signal event is a divergence there', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ra-sig-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const original = join(dir, 'sighandler.rrz'), tampered = join(dir, 'tampered.rrz');
+  const rec = cli(['record', '-o', original, '--', fixture('sighandler')]);
+  t.is(rec.status, 0, rec.stderr);
+  t.is(cli(['run', original]).status, 0);
+  let at = -1, n = 0;
+  rewrite(original, tampered, (ev) => {
+    n++;
+    if (ev.kind !== 'signal') return ev;
+    at = n - 1;
+    const regs = Uint8Array.from(ev.regs);
+    setReg(regs, 'rbx', 0x1234n);
+    return { ...ev, regs } as SignalEvent;
+  });
+  const r = cli(['run', tampered]);
+  t.is(r.status, 125);
+  t.regex(r.stderr, new RegExp(`divergence at event ${at}: registers differ at signal 10: rbx \\(rbx recorded 0x1234, replayed 0x[0-9a-f]+\\)`));
+  t.regex(r.stderr, /rbx +0x1234 +0x[0-9a-f]+ +<-- differs/);
 });
