@@ -40,6 +40,27 @@ const signals = (evs: DumpEvent[]) => evs.filter((e) => e.kind === 'signal');
 /** The event right before `e` in the trace. */
 const before = (evs: DumpEvent[], e: DumpEvent) => evs[evs.indexOf(e) - 1];
 
+test.serial('a SIGSEGV handler recovers with siglongjmp from five faults in a row, then the program goes on', (t) => {
+  const rt = same(t, [fixture('sig_segv_jmp')], [
+    'read of address 24: SIGSEGV at 0+24, code SEGV_MAPERR',
+    'read of an unmapped page: SIGSEGV at page+100, code SEGV_MAPERR',
+    'write to a PROT_NONE page: SIGSEGV at page+200, code SEGV_ACCERR',
+    'write to a read-only page: SIGSEGV at page+300, code SEGV_ACCERR',
+    'read of a read-only page: no fault',
+    'read of address 8: SIGSEGV at 0+8, code SEGV_MAPERR',
+    '5 faults handled, SIGSEGV blocked after: 0',
+    'sum 499500',
+    '',
+  ].join('\n'));
+  const sigs = signals(events(rt.trace));
+  t.deepEqual(sigs.map((s) => [s.signo, s.code, s.synchronous, s.fatal]), [
+    [SIGSEGV, SEGV_MAPERR, true, false], [SIGSEGV, SEGV_MAPERR, true, false], [SIGSEGV, SEGV_ACCERR, true, false],
+    [SIGSEGV, SEGV_ACCERR, true, false], [SIGSEGV, SEGV_MAPERR, true, false],
+  ]);
+  t.is(sigs[0].addr, 24);
+  t.is(sigs[4].addr, 8);
+});
+
 test.serial('alarm() interrupts pause(); an ITIMER_REAL signal arriving in user code is held to the next syscall (only timing changes)', (t) => {
   const rt = same(t, [fixture('sig_alarm')], [
     'pause returned -1 after 1 alarm (SI_KERNEL)',
@@ -68,6 +89,40 @@ test.serial('three timers fire during a computation: all held, delivered nested 
   t.is(returns[0].event, sigs[2].event + 1);  // the innermost (SIGPROF) handler returns first
 });
 
+test.serial('kill, raise and tgkill to itself with a handler; a blocked signal stays pending (sigpending) until unblocked', (t) => {
+  const rt = same(t, [fixture('sig_self')], [
+    'after kill: usr1 1',
+    'after raise: usr2 1',
+    'after tgkill: usr1 2',
+    'blocked: usr2 1, pending USR2 1 USR1 0',
+    'unblocked: usr2 2, pending USR2 0, last 12',
+    '',
+  ].join('\n'));
+  const evs = events(rt.trace);
+  const sigs = signals(evs);
+  t.deepEqual(sigs.map((s) => s.signo), [SIGUSR1, SIGUSR2, SIGUSR1, SIGUSR2]);
+  t.deepEqual(sigs.map((s) => before(evs, s).syscall), ['kill', 'tgkill', 'tgkill', 'rt_sigprocmask']);
+  t.deepEqual(sigs.map((s) => s.code), [0 /* SI_USER */, SI_TKILL, SI_TKILL, 0]);
+});
+
+test.serial('a signal interrupts a blocking read: EINTR without SA_RESTART, restarted with SA_RESTART to read what a child writes later', (t) => {
+  const rt = same(t, [fixture('sig_eintr')], [
+    'without SA_RESTART: read returned -1, EINTR, handler ran 1 time',
+    'with SA_RESTART: read returned 13: written later, handler ran 2 times',
+    'child exited with 0',
+    '',
+  ].join('\n'));
+  const all = events(rt.trace);
+  const evs = all.filter((e) => e.pid === all[0].pid);
+  const sigs = signals(evs);
+  t.deepEqual(sigs.map((s) => s.signo), [SIGALRM, SIGUSR1]);
+  t.deepEqual(sigs.map((s) => [before(evs, s).syscall, before(evs, s).result]), [['read', -512], ['read', -512]]);  // ERESTARTSYS
+  // The first handler returns -EINTR into the program; the second read is restarted and gets the data.
+  const returns = evs.filter((e) => e.syscall === 'rt_sigreturn');
+  t.deepEqual(returns.map((e) => e.result), [-4, 0]);
+  t.like(evs[evs.indexOf(returns[1]) + 1], { syscall: 'read', result: 13 });
+});
+
 test.serial('sigaltstack: a handler runs on the alternate stack, and a stack overflow SIGSEGV is handled there', (t) => {
   same(t, [fixture('sig_altstack', ['-O1', '-Wno-infinite-recursion'])], [
     'SIGUSR1 handler on the alternate stack: 1 (SS_ONSTACK 1), main is not: 1',
@@ -88,6 +143,43 @@ test.serial('a stack overflow at the stack limit the program inherited through e
   const execs = events(rt.trace).filter((e) => e.kind === 'exec');
   t.is(execs.length, 2);
   t.is(execs[1].stackLimit, 2048 * 1024);
+});
+
+for (const [how, signo, name] of [['term', SIGTERM, 'SIGTERM sent to itself'], ['abort', SIGABRT, 'abort() (SIGABRT)']] as const) {
+  test.serial(`a signal that kills the process: ${name}; record and run exit with ${128 + signo}`, (t) => {
+    const rt = same(t, [fixture('sig_fatal'), how], `about to die by ${how}\n`, 128 + signo);
+    const sigs = signals(events(rt.trace));
+    t.deepEqual(sigs.map((s) => [s.signo, s.fatal]), [[signo, true]]);
+    const info = JSON.parse(cli(['info', '--json', rt.trace]).stdout.toString());
+    t.like(info.processes[0], { exitCode: null, exitSignal: signo });
+  });
+}
+
+test.serial('SIGPIPE at its default action kills a writer into a pipe without readers (exit 141)', (t) => {
+  const rt = same(t, [fixture('sig_pipe')], 'writing with SIGPIPE at its default action\n', 128 + SIGPIPE);
+  const evs = events(rt.trace);
+  const sigs = signals(evs);
+  t.deepEqual(sigs.map((s) => [s.signo, s.fatal]), [[SIGPIPE, true]]);
+  t.like(before(evs, sigs[0]), { syscall: 'write', result: -32 });  // EPIPE
+});
+
+test.serial('with SIGPIPE ignored, write into a pipe without readers fails with EPIPE', (t) => {
+  const rt = same(t, [fixture('sig_pipe'), 'ignore'], 'writing with SIGPIPE ignored\nwrite returned -1, EPIPE\n');
+  t.is(signals(events(rt.trace)).length, 0);
+});
+
+test.serial('nested signals: a handler raises another signal whose handler raises a third; the same signal waits for rt_sigreturn', (t) => {
+  const rt = same(t, [fixture('sig_nested')], 'order: 123baRam\n');
+  t.deepEqual(signals(events(rt.trace)).map((s) => s.signo), [SIGUSR1, SIGUSR2, SIGHUP, SIGUSR1]);
+});
+
+test.serial('threads: SIGALRM interrupts the main thread waiting in pthread_join (futex) while another thread sleeps', (t) => {
+  const rt = same(t, [fixture('sig_thread', ['-O1', '-pthread'])], 'joined 7, 1 alarm handled by the main thread: 1\n');
+  const evs = events(rt.trace);
+  const sigs = signals(evs);
+  t.deepEqual(sigs.map((s) => [s.signo, s.tid === s.pid]), [[SIGALRM, true]]);
+  t.like(before(evs, sigs[0]), { syscall: 'futex', result: -512 });
+  t.true(evs.some((e) => e.kind === 'switch'));
 });
 
 /** Copy a trace, passing each event through `edit`. */
