@@ -20,10 +20,13 @@
 // running thread makes no syscall for SPIN_SECONDS while a sibling waits to run, the recording stops.
 //
 // No-PMU mode: events happen only at syscalls. An asynchronous signal that arrives while the
-// tracee runs user code is held back and re-sent (tgkill) at the entry of the tracee's next
-// syscall, so it is delivered at that syscall's exit, right after its event, where replay can
-// place it; at its delivery-stop the original siginfo is put back (the program sees the kernel's
-// si_code, si_pid..., not the recorder's tgkill). Any number of them can be held.
+// tracee runs user code is held back until the tracee's next syscall entry. That syscall is backed
+// out (skipped, then rip put back onto its SYSCALL instruction and rax to its number), the held
+// signals are re-sent (tgkill) and delivered there, before it, as if they had arrived just before
+// the SYSCALL instruction; the syscall runs when the handlers return. Replay runs to that syscall
+// instruction and delivers them there (the event says beforeSyscall). At a signal's delivery-stop
+// the original siginfo is put back (the program sees the kernel's si_code, si_pid..., not the
+// recorder's tgkill). Any number of them can be held.
 #include "ra.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -59,6 +62,9 @@ struct thread {
   bool skip_syscall;      // entry was turned into a no-op (rseq, ARCH_SET_CPUID): report skip_result
   int64_t skip_result;
   bool at_boundary;       // the last stop was a syscall exit and the tracee has not run since
+  bool backing_out;       // its syscall was skipped at entry to deliver held signals before it
+  struct user_regs_struct backout_regs;  // the registers at that entry
+  bool before_syscall;    // at_boundary is the backed-out syscall's instruction
   struct user_regs_struct exit_regs;
   struct held_sig *held;  // async signals held back (arrived in user code), oldest first
   int nheld;
@@ -398,7 +404,7 @@ static bool is_sync(int sig, const siginfo_t *si) {
 }
 
 // Deliver `sig` now. Returns 0 to go on, 1 when the recording is over, with *resume_sig set.
-static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct user_regs_struct *regs, int *resume_sig) {
+static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct user_regs_struct *regs, bool before_syscall, int *resume_sig) {
   bool sync = is_sync(sig, si);
   uint64_t addr = sync ? (uint64_t)si->si_addr : 0;
   *resume_sig = 0;
@@ -438,6 +444,7 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
     mem_read_zero(t->memfd, h.rsp, buf_grow(&rec, end - h.rsp), end - h.rsp);
     buf_u32(&rec, 1);
     buf_bytes(&rec, &h, sizeof h);
+    buf_u32(&rec, before_syscall);
     emit(REC_SIGNAL);
     // The handler's entry is a point replay knows (right after this event): another signal
     // pending there (several re-sent at one syscall) is delivered at once, nested, as the kernel
@@ -457,6 +464,7 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
   buf_u32(&rec, 1);
   buf_u32(&rec, 0);
   buf_u32(&rec, 0);
+  buf_u32(&rec, before_syscall);
   emit(REC_SIGNAL);
   *resume_sig = sig;
   return 0;
@@ -609,8 +617,9 @@ enum { GO_ON = 0, NO_RESUME = 1, FAILED = -1, STOPPED = -2 };
 
 // One stop of a known tracee. Sets *how and *sig for its resumption (GO_ON).
 static int handle_stop(struct thread *t, int st, int *how, int *sig) {
-  bool was_boundary = t->at_boundary;
+  bool was_boundary = t->at_boundary, was_before_syscall = t->before_syscall;
   t->at_boundary = false;
+  t->before_syscall = false;
   t->entry_stop = false;
   int signo = WSTOPSIG(st), event = st >> 16;
   *how = t->execed ? PTRACE_SYSCALL : PTRACE_CONT;
@@ -637,6 +646,15 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
       struct sc_ctx *c = &t->sc;
       ptrace(PTRACE_GETREGS, t->tid, 0, &c->entry);
+      if (t->nheld) {
+        // Held-back signals go first: skip the syscall now; its exit stop puts it back.
+        t->backout_regs = c->entry;
+        struct user_regs_struct r = c->entry;
+        r.orig_rax = (uint64_t)-1;
+        ptrace(PTRACE_SETREGS, t->tid, 0, &r);
+        t->backing_out = true;
+        return GO_ON;
+      }
       long nr = (long)c->entry.orig_rax;
       if (nr == SYS_clone || nr == SYS_clone3) {
         uint64_t ctid, flags = creation_flags(t, &c->entry, &ctid);
@@ -648,12 +666,6 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
         }
       }
       if (nr == SYS_set_tid_address) t->clear_tid = c->entry.rdi;
-      if (t->nheld && nr != SYS_exit && nr != SYS_exit_group) {
-        // Held-back asynchronous signals become pending again now: they are delivered at this
-        // syscall's exit (a boundary replay can place), interrupting it if it blocks. Holding them
-        // until the exit instead would hang pause() or a read that waits for what a handler does.
-        resend_held(t);
-      }
       c->nwrites = 0;
       writes.len = 0;
       sc_entry(c);
@@ -698,6 +710,20 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     // Syscall exit.
     struct user_regs_struct regs;
     ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
+    if (t->backing_out) {
+      // Back onto the SYSCALL instruction, rax the number again, not in a syscall (no restart
+      // logic): the held signals are re-sent as it resumes (resume_thread) and delivered here.
+      t->backing_out = false;
+      regs = t->backout_regs;
+      regs.rax = regs.orig_rax;
+      regs.orig_rax = (uint64_t)-1;
+      regs.rip -= 2;
+      ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+      ptrace(PTRACE_GETREGS, t->tid, 0, &t->exit_regs);
+      t->at_boundary = true;
+      t->before_syscall = true;
+      return GO_ON;
+    }
     if (t->skip_syscall) {
       regs.rax = (uint64_t)t->skip_result;
       ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
@@ -751,7 +777,7 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     }
     return GO_ON;
   }
-  int r = deliver_signal(t, signo, &si, &regs, sig);
+  int r = deliver_signal(t, signo, &si, &regs, was_before_syscall, sig);
   if (r < 0) { stream_message(REC_ERROR, "signal delivery: %s", strerror(errno)); return FAILED; }
   if (r > 0) return STOPPED;
   return GO_ON;

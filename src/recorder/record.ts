@@ -163,6 +163,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
         e = { kind: 'signal', ...base, signo: r.signo, code: r.code, synchronous: r.synchronous, regs: copy(r.regs), fatal: r.fatal, writes: writes(w, r.writes) };
         if (r.synchronous) e.addr = r.addr;
         if (r.handlerRegs) e.handlerRegs = copy(r.handlerRegs);
+        if (r.beforeSyscall) e.beforeSyscall = true;
         break;
       case 'clone':
         e = { kind: 'clone', ...base, childPid: r.childPid, childTid: r.childTid, flags: r.flags, regs: copy(r.regs), fpregs: copy(r.fpregs) };

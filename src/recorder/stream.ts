@@ -14,7 +14,7 @@
 //                 stdout/stderr through the other fd, 3 not the recording's output: a pipe of the program)
 //   5 RDTSC       EV, u64 rip, u32 isRdtscp, u64 value, u32 aux
 //   6 SIGNAL      EV, u32 signo, i32 code, u32 synchronous, u64 addr, BYTES regs, u32 fatal,
-//                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs]
+//                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs], u32 beforeSyscall
 //   7 EXIT        EV, u32 signaled, u32 codeOrSignal, u32 processExit
 //   8 EXEC_FAILED u32 errno, STR message
 //   9 STOPPED     STR message
@@ -38,7 +38,7 @@ export type HelperRecord =
   | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[]; stackLimit: number } & Ev)
   | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; outputTarget: number } & Ev)
   | ({ type: 'rdtsc'; rip: number; rdtscp: boolean; value: bigint; aux: number } & Ev)
-  | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array } & Ev)
+  | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array; beforeSyscall: boolean } & Ev)
   | ({ type: 'switch' } & Ev)
   | ({ type: 'clone'; childPid: number; childTid: number; flags: number; regs: Uint8Array; fpregs: Uint8Array; writes: RawWrite[] } & Ev)
   | ({ type: 'exit'; signaled: boolean; value: number; processExit: boolean } & Ev)
@@ -113,7 +113,8 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
       const ev = c.ev(), signo = c.u32(), code = c.i32(), synchronous = c.u32() !== 0, addr = c.u64(), regs = c.bytes(), fatal = c.u32() !== 0;
       const writes = c.list(() => c.write());
       const handlerRegs = c.u32() ? c.bytes() : undefined;
-      return { type: 'signal', ...ev, signo, code, synchronous, addr, regs, fatal, writes, handlerRegs };
+      const beforeSyscall = c.u32() !== 0;
+      return { type: 'signal', ...ev, signo, code, synchronous, addr, regs, fatal, writes, handlerRegs, beforeSyscall };
     }
     case RecType.Exit: {
       const ev = c.ev();

@@ -616,7 +616,13 @@ export class Replayer {
       this.control?.onSignal(this.current!, ev);
     }
     // An asynchronous signal without hardware ticks was delivered at a point replay knows (a
-    // syscall's exit, a handler's entry): the replay delivers it there too, in the same state.
+    // syscall's exit, a handler's entry, the SYSCALL instruction of the next syscall): the replay
+    // delivers it there too, in the same state.
+    if (ev.beforeSyscall) {
+      const stop = this.runToNextStop();
+      if (stop.kind !== 'syscall') throw this.unexpectedStop(stop, `the syscall before which signal ${ev.signo} was delivered`);
+      m.setReg('rip', m.getReg('rip') - 2n);  // rax is still the number: the syscall runs after the handler
+    }
     const mismatch = signalStateMismatch(ev.regs, m.getUserRegs());
     if (mismatch) {
       throw this.diverge(`registers differ at signal ${ev.signo}: ${mismatch}`, `${registersSideBySide(ev.regs, m.getUserRegs(), new Set(COMPARED_AT_SIGNAL))}\n\nlast blocks executed:\n${lastBlocks(m)}`);

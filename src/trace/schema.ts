@@ -180,6 +180,11 @@ export interface SignalEvent extends EventBase {
   writes: MemoryWrite[];
   /** Registers at the handler's first instruction, when a handler ran. */
   handlerRegs?: Uint8Array;
+  /** Asynchronous, held back (no PMU) and delivered just before the thread's next syscall: `regs`
+   * are at its SYSCALL instruction (rax the syscall number), which runs after the handler returns.
+   * Otherwise an asynchronous signal is delivered where the previous event left the thread (a
+   * syscall's exit, a handler's entry). */
+  beforeSyscall?: boolean;
 }
 
 /** A new process or thread created by fork/vfork/clone. */

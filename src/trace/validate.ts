@@ -106,6 +106,7 @@ export function checkEvent(e: unknown): string | null {
       if (!asBytes(e, 'regs')) return bad('regs');
       if (typeof e.fatal !== 'boolean') return bad('fatal');
       if (e.handlerRegs !== undefined && !asBytes(e, 'handlerRegs')) return bad('handlerRegs');
+      if (e.beforeSyscall !== undefined && typeof e.beforeSyscall !== 'boolean') return bad('beforeSyscall');
       return checkWrites(e.writes, 'signal event: writes');
     case 'clone':
       if (!isInt(e.childPid)) return bad('childPid');

@@ -32,13 +32,17 @@ function same(t: ExecutionContext, command: string[], expected: string, expectSt
   return rt;
 }
 
-interface DumpEvent { event: number; kind: string; pid: number; tid: number; syscall?: string; result?: number; signo?: number; code?: number; synchronous?: boolean; fatal?: boolean; addr?: number; stackLimit?: number }
+interface DumpEvent {
+  event: number; kind: string; pid: number; tid: number; syscall?: string; result?: number;
+  signo?: number; code?: number; synchronous?: boolean; fatal?: boolean; addr?: number; beforeSyscall?: boolean; stackLimit?: number;
+}
 function events(trace: string): DumpEvent[] {
   return JSON.parse(cli(['dump', '--json', trace]).stdout.toString());
 }
 const signals = (evs: DumpEvent[]) => evs.filter((e) => e.kind === 'signal');
-/** The event right before `e` in the trace. */
+/** The events right before and after `e` in the trace. */
 const before = (evs: DumpEvent[], e: DumpEvent) => evs[evs.indexOf(e) - 1];
+const after = (evs: DumpEvent[], e: DumpEvent) => evs[evs.indexOf(e) + 1];
 
 test.serial('a SIGSEGV handler recovers with siglongjmp from five faults in a row, then the program goes on', (t) => {
   const rt = same(t, [fixture('sig_segv_jmp')], [
@@ -61,7 +65,7 @@ test.serial('a SIGSEGV handler recovers with siglongjmp from five faults in a ro
   t.is(sigs[4].addr, 8);
 });
 
-test.serial('alarm() interrupts pause(); an ITIMER_REAL signal arriving in user code is held to the next syscall (only timing changes)', (t) => {
+test.serial('alarm() interrupts pause(); an ITIMER_REAL signal arriving in user code is held until just before the next syscall (only timing changes)', (t) => {
   const rt = same(t, [fixture('sig_alarm')], [
     'pause returned -1 after 1 alarm (SI_KERNEL)',
     // Natively the handler runs during the computation (phase 1); recorded without a PMU it runs
@@ -73,20 +77,24 @@ test.serial('alarm() interrupts pause(); an ITIMER_REAL signal arriving in user 
   const sigs = signals(evs);
   t.deepEqual(sigs.map((s) => [s.signo, s.code, s.synchronous]), [[SIGALRM, SI_KERNEL, false], [SIGALRM, SI_KERNEL, false]]);
   t.like(before(evs, sigs[0]), { kind: 'syscall', syscall: 'pause', result: -514 });  // ERESTARTNOHAND
-  t.like(before(evs, sigs[1]), { kind: 'syscall', syscall: 'getppid' });
+  t.falsy(sigs[0].beforeSyscall);
+  // Delivered at getppid's SYSCALL instruction; getppid runs after the handler's rt_sigreturn.
+  t.true(sigs[1].beforeSyscall);
+  t.like(after(evs, sigs[1]), { kind: 'syscall', syscall: 'rt_sigreturn' });
+  t.like(after(evs, after(evs, sigs[1])), { kind: 'syscall', syscall: 'getppid' });
 });
 
-test.serial('three timers fire during a computation: all held, delivered nested at the next syscall with their kernel siginfo', (t) => {
+test.serial('three timers fire during a computation: all held, delivered nested before the next syscall with their kernel siginfo', (t) => {
   const rt = same(t, [fixture('sig_timers')],
     'computed 577239fc5fc42481; 0 handlers ran during the computation, 3 after it: PVA, 3 with SI_KERNEL\n');
   const evs = events(rt.trace);
   const sigs = signals(evs);
   t.deepEqual(sigs.map((s) => [s.signo, s.code]), [[SIGALRM, SI_KERNEL], [SIGVTALRM, SI_KERNEL], [SIGPROF, SI_KERNEL]]);
-  t.like(before(evs, sigs[0]), { kind: 'syscall', syscall: 'getppid' });
-  t.is(sigs[2].event, sigs[0].event + 2);  // nested: each delivered at the previous handler's entry
+  t.deepEqual(sigs.map((s) => !!s.beforeSyscall), [true, false, false]);  // then each at the previous handler's entry
+  t.is(sigs[2].event, sigs[0].event + 2);
   const returns = evs.filter((e) => e.syscall === 'rt_sigreturn');
-  t.is(returns.length, 3);
-  t.is(returns[0].event, sigs[2].event + 1);  // the innermost (SIGPROF) handler returns first
+  t.deepEqual(returns.map((e) => e.event), [sigs[2].event + 1, sigs[2].event + 2, sigs[2].event + 3]);  // SIGPROF's first
+  t.like(after(evs, returns[2]), { kind: 'syscall', syscall: 'getppid' });
 });
 
 test.serial('kill, raise and tgkill to itself with a handler; a blocked signal stays pending (sigpending) until unblocked', (t) => {
@@ -174,12 +182,19 @@ test.serial('nested signals: a handler raises another signal whose handler raise
 });
 
 test.serial('threads: SIGALRM interrupts the main thread waiting in pthread_join (futex) while another thread sleeps', (t) => {
-  const rt = same(t, [fixture('sig_thread', ['-O1', '-pthread'])], 'joined 7, 1 alarm handled by the main thread: 1\n');
+  const rt = same(t, [fixture('sig_thread', ['-O1', '-pthread']), 'join'], 'joined 7, 1 alarm handled by the main thread\n');
   const evs = events(rt.trace);
   const sigs = signals(evs);
   t.deepEqual(sigs.map((s) => [s.signo, s.tid === s.pid]), [[SIGALRM, true]]);
   t.like(before(evs, sigs[0]), { syscall: 'futex', result: -512 });
   t.true(evs.some((e) => e.kind === 'switch'));
+});
+
+test.serial('threads: SIGALRM for a thread computing in user code is held to its next syscall, on its way out, and not lost', (t) => {
+  const rt = same(t, [fixture('sig_thread', ['-O1', '-pthread']), 'compute'], 'joined 51a0, 1 alarm handled by the second thread\n');
+  const evs = events(rt.trace);
+  const sigs = signals(evs);
+  t.deepEqual(sigs.map((s) => [s.signo, s.tid !== s.pid, s.beforeSyscall]), [[SIGALRM, true, true]]);
 });
 
 /** Copy a trace, passing each event through `edit`. */
