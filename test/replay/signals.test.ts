@@ -65,6 +65,11 @@ test.serial('a SIGSEGV handler recovers with siglongjmp from five faults in a ro
   t.is(sigs[4].addr, 8);
 });
 
+test.serial('SIGFPE (division by zero), SIGILL (ud2) and SIGTRAP (int3) arise again in replay at the same instruction', (t) => {
+  const rt = same(t, [fixture('sig_sync')], '7 / 0: signal 8, FPE_INTDIV\nud2: signal 4, ILL_ILLOPN\nint3: signal 5, SI_KERNEL\n');
+  t.deepEqual(signals(events(rt.trace)).map((s) => [s.signo, s.synchronous]), [[8, true], [4, true], [5, true]]);
+});
+
 test.serial('alarm() interrupts pause(); an ITIMER_REAL signal arriving in user code is held until just before the next syscall (only timing changes)', (t) => {
   const rt = same(t, [fixture('sig_alarm')], [
     'pause returned -1 after 1 alarm (SI_KERNEL)',
