@@ -75,7 +75,7 @@ test.serial('alarm() interrupts pause(); an ITIMER_REAL signal arriving in user 
     'pause returned -1 after 1 alarm (SI_KERNEL)',
     // Natively the handler runs during the computation (phase 1); recorded without a PMU it runs
     // at the first syscall after it (phase 2), and replay delivers it there too.
-    'computed 51a0d9d15abaaf81, 2 alarms, the handler ran in phase 2 (SI_KERNEL)',
+    'computed c575f2c95fa65f01, 2 alarms, the handler ran in phase 2 (SI_KERNEL)',
     '',
   ].join('\n'));
   const evs = events(rt.trace);
@@ -91,7 +91,7 @@ test.serial('alarm() interrupts pause(); an ITIMER_REAL signal arriving in user 
 
 test.serial('three timers fire during a computation: all held, delivered nested before the next syscall with their kernel siginfo', (t) => {
   const rt = same(t, [fixture('sig_timers')],
-    'computed 577239fc5fc42481; 0 handlers ran during the computation, 3 after it: PVA, 3 with SI_KERNEL\n');
+    'computed c575f2c95fa65f01; 0 handlers ran during the computation, 3 after it: PVA, 3 with SI_KERNEL\n');
   const evs = events(rt.trace);
   const sigs = signals(evs);
   t.deepEqual(sigs.map((s) => [s.signo, s.code]), [[SIGALRM, SI_KERNEL], [SIGVTALRM, SI_KERNEL], [SIGPROF, SI_KERNEL]]);
@@ -196,7 +196,7 @@ test.serial('threads: SIGALRM interrupts the main thread waiting in pthread_join
 });
 
 test.serial('threads: SIGALRM for a thread computing in user code is held to its next syscall, on its way out, and not lost', (t) => {
-  const rt = same(t, [fixture('sig_thread', ['-O1', '-pthread']), 'compute'], 'joined 51a0, 1 alarm handled by the second thread\n');
+  const rt = same(t, [fixture('sig_thread', ['-O1', '-pthread']), 'compute'], 'joined c575, 1 alarm handled by the second thread\n');
   const evs = events(rt.trace);
   const sigs = signals(evs);
   t.deepEqual(sigs.map((s) => [s.signo, s.tid !== s.pid, s.beforeSyscall]), [[SIGALRM, true, true]]);
