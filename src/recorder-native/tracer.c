@@ -68,6 +68,8 @@ struct thread {
   struct user_regs_struct exit_regs;
   struct held_sig *held;  // async signals held back (arrived in user code), oldest first
   int nheld;
+  struct timespec held_since;  // when the oldest one was held (or its syscall last backed out)
+  bool held_warned;            // the user was told it waits
   struct held_sig *sent;  // held ones re-sent with tgkill, not delivered yet
   int nsent;
   bool fresh;             // a new tracee whose initial stop came before its parent's fork event
@@ -364,6 +366,11 @@ static bool sig_in_mask(pid_t pid, const char *field, int sig) {
 // Hold back an asynchronous signal that arrived in user code. False when too many are held.
 static bool hold_signal(struct thread *t, int sig, const siginfo_t *si) {
   if (t->nheld == MAX_HELD) return false;
+  if (t->nheld == 0) {
+    mono_now(&t->held_since);
+    t->held_warned = false;
+    start_spin_timer();
+  }
   t->held[t->nheld].sig = sig;
   t->held[t->nheld].si = *si;
   t->nheld++;
@@ -404,7 +411,9 @@ static bool is_sync(int sig, const siginfo_t *si) {
 }
 
 // Deliver `sig` now. Returns 0 to go on, 1 when the recording is over, with *resume_sig set.
-static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct user_regs_struct *regs, bool before_syscall, int *resume_sig) {
+// `placement`: where replay delivers it (PLACE_*), for the event.
+enum { PLACE_BOUNDARY = 0, PLACE_BEFORE_SYSCALL = 1, PLACE_USER_CODE = 2 };
+static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct user_regs_struct *regs, uint32_t placement, int *resume_sig) {
   bool sync = is_sync(sig, si);
   uint64_t addr = sync ? (uint64_t)si->si_addr : 0;
   *resume_sig = 0;
@@ -444,7 +453,7 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
     mem_read_zero(t->memfd, h.rsp, buf_grow(&rec, end - h.rsp), end - h.rsp);
     buf_u32(&rec, 1);
     buf_bytes(&rec, &h, sizeof h);
-    buf_u32(&rec, before_syscall);
+    buf_u32(&rec, placement);
     emit(REC_SIGNAL);
     // The handler's entry is a point replay knows (right after this event): another signal
     // pending there (several re-sent at one syscall) is delivered at once, nested, as the kernel
@@ -464,7 +473,7 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
   buf_u32(&rec, 1);
   buf_u32(&rec, 0);
   buf_u32(&rec, 0);
-  buf_u32(&rec, before_syscall);
+  buf_u32(&rec, placement);
   emit(REC_SIGNAL);
   *resume_sig = sig;
   return 0;
@@ -649,6 +658,7 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
       if (t->nheld) {
         // Held-back signals go first: skip the syscall now; its exit stop puts it back.
         t->backout_regs = c->entry;
+        mono_now(&t->held_since);
         struct user_regs_struct r = c->entry;
         r.orig_rax = (uint64_t)-1;
         ptrace(PTRACE_SETREGS, t->tid, 0, &r);
@@ -769,15 +779,22 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     rec.len = 0;
   }
   if (!is_sync(signo, &si) && !(was_boundary && memcmp(&regs, &t->exit_regs, sizeof regs) == 0)) {
-    // Asynchronous, in the middle of user code: without ticks replay could not place it. Hold it
-    // back until the next syscall.
+    // Asynchronous, in the middle of user code: without ticks replay could not place it. Without
+    // a handler it is ignored, or the process dies (or a stop signal ends the recording): nothing
+    // of the thread runs after it, so it needs no place in replay and goes at once. A handler's
+    // is held back until the next syscall.
+    if (!sig_in_mask(t->tid, "SigCgt", signo)) {
+      int r = deliver_signal(t, signo, &si, &regs, PLACE_USER_CODE, sig);
+      if (r < 0) { stream_message(REC_ERROR, "signal delivery: %s", strerror(errno)); return FAILED; }
+      return r > 0 ? STOPPED : GO_ON;
+    }
     if (!hold_signal(t, signo, &si)) {
       stop_recording(t->tid, "more than %s asynchronous signals held back at once (the program makes no syscall)", "64");
       return STOPPED;
     }
     return GO_ON;
   }
-  int r = deliver_signal(t, signo, &si, &regs, was_before_syscall, sig);
+  int r = deliver_signal(t, signo, &si, &regs, was_before_syscall ? PLACE_BEFORE_SYSCALL : PLACE_BOUNDARY, sig);
   if (r < 0) { stream_message(REC_ERROR, "signal delivery: %s", strerror(errno)); return FAILED; }
   if (r > 0) return STOPPED;
   return GO_ON;
@@ -927,6 +944,16 @@ static struct thread *find_spinner(void) {
   return NULL;
 }
 
+// No PMU: a signal held back waits for a syscall. When one has waited spin_seconds, say so once:
+// a program that busy-waits for what a handler does waits forever (a long computation is fine).
+static struct thread *find_signal_waiter(void) {
+  for (int k = 0; k < nthreads; k++) {
+    struct thread *t = threads[k];
+    if (t->nheld && !t->fresh && !t->held_warned && seconds_since(&t->held_since) >= spin_seconds) return t;
+  }
+  return NULL;
+}
+
 int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
   opts = o;
   struct thread *first = add_thread(child, child);
@@ -960,6 +987,11 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
           snprintf(what, sizeof what, "thread %d of process %d ran %.0f s without a syscall while another thread waited to run", sp->tid, sp->pid, spin_seconds);
           stop_recording(sp->tid, "%s: without a PMU the recorder runs one thread at a time and switches only at syscalls, so a thread that spins in user code (or waits in a syscall the recorder does not let run concurrently, such as a read from a pipe a sibling thread writes) cannot be preempted; this program needs a PMU (hardware performance counters) to record", what);
           return 1;
+        }
+        if ((sp = find_signal_waiter())) {
+          sp->held_warned = true;
+          stream_message(REC_WARNING, "thread %d of process %d has run %.0f s in user code without a syscall while signal %d (%s) waits for one: without a PMU the recorder delivers a signal to a handler only at a syscall, so a program that busy-waits for what its handler does waits forever (Ctrl-C ends the recording); this program needs a PMU (hardware performance counters) to record", sp->tid, sp->pid, spin_seconds, sp->held[0].sig, strsignal(sp->held[0].sig));
+          stream_flush();
         }
         continue;
       }

@@ -14,7 +14,8 @@
 //                 stdout/stderr through the other fd, 3 not the recording's output: a pipe of the program)
 //   5 RDTSC       EV, u64 rip, u32 isRdtscp, u64 value, u32 aux
 //   6 SIGNAL      EV, u32 signo, i32 code, u32 synchronous, u64 addr, BYTES regs, u32 fatal,
-//                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs], u32 beforeSyscall
+//                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs], u32 placement (0 where the
+//                 previous event left the thread, 1 before its next syscall, 2 in user code: no handler)
 //   7 EXIT        EV, u32 signaled, u32 codeOrSignal, u32 processExit
 //   8 EXEC_FAILED u32 errno, STR message
 //   9 STOPPED     STR message
@@ -23,9 +24,10 @@
 //  12 CLONE       EV (the creating thread), u32 childPid, u32 childTid, u64 flags, BYTES regs, BYTES fpregs,
 //                 u32 nwrites, WRITE... (what the kernel wrote into the child's memory: CLONE_CHILD_SETTID)
 //  13 SWITCH      EV (the thread that runs user code from now on, in its process)
+//  14 WARNING     STR message (for the user; the recording goes on)
 import type { CpuidLeaf } from '../trace/schema.ts';
 
-export const RecType = { Info: 1, Cpuid: 2, Exec: 3, Syscall: 4, Rdtsc: 5, Signal: 6, Exit: 7, ExecFailed: 8, Stopped: 9, Error: 10, End: 11, Clone: 12, Switch: 13 } as const;
+export const RecType = { Info: 1, Cpuid: 2, Exec: 3, Syscall: 4, Rdtsc: 5, Signal: 6, Exit: 7, ExecFailed: 8, Stopped: 9, Error: 10, End: 11, Clone: 12, Switch: 13, Warning: 14 } as const;
 
 /** Bytes are views into the stream's buffers: copy (or hand to TraceWriter.bytes) before keeping. */
 export interface RawMapping { start: number; end: number; prot: number; flags: number; fileOffset: number; name: string; data?: Uint8Array }
@@ -38,12 +40,13 @@ export type HelperRecord =
   | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[]; stackLimit: number } & Ev)
   | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; outputTarget: number } & Ev)
   | ({ type: 'rdtsc'; rip: number; rdtscp: boolean; value: bigint; aux: number } & Ev)
-  | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array; beforeSyscall: boolean } & Ev)
+  | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array; placement: number } & Ev)
   | ({ type: 'switch' } & Ev)
   | ({ type: 'clone'; childPid: number; childTid: number; flags: number; regs: Uint8Array; fpregs: Uint8Array; writes: RawWrite[] } & Ev)
   | ({ type: 'exit'; signaled: boolean; value: number; processExit: boolean } & Ev)
   | { type: 'exec-failed'; errno: number; message: string }
   | { type: 'stopped'; message: string }
+  | { type: 'warning'; message: string }
   | { type: 'error'; message: string }
   | { type: 'end' };
 
@@ -113,8 +116,8 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
       const ev = c.ev(), signo = c.u32(), code = c.i32(), synchronous = c.u32() !== 0, addr = c.u64(), regs = c.bytes(), fatal = c.u32() !== 0;
       const writes = c.list(() => c.write());
       const handlerRegs = c.u32() ? c.bytes() : undefined;
-      const beforeSyscall = c.u32() !== 0;
-      return { type: 'signal', ...ev, signo, code, synchronous, addr, regs, fatal, writes, handlerRegs, beforeSyscall };
+      const placement = c.u32();
+      return { type: 'signal', ...ev, signo, code, synchronous, addr, regs, fatal, writes, handlerRegs, placement };
     }
     case RecType.Exit: {
       const ev = c.ev();
@@ -127,6 +130,7 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
     case RecType.Switch: return { type: 'switch', ...c.ev() };
     case RecType.ExecFailed: return { type: 'exec-failed', errno: c.u32(), message: c.str() };
     case RecType.Stopped: return { type: 'stopped', message: c.str() };
+    case RecType.Warning: return { type: 'warning', message: c.str() };
     case RecType.Error: return { type: 'error', message: c.str() };
     case RecType.End: return { type: 'end' };
     default: throw new RangeError(`unknown helper record type ${type}`);

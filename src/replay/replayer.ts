@@ -615,6 +615,11 @@ export class Replayer {
       // again raises the same fault again.
       this.control?.onSignal(this.current!, ev);
     }
+    if (ev.inUserCode) {
+      // Where it arrived in user code: no place replay can find without ticks, none needed.
+      if (!ev.fatal) throw this.diverge(`signal ${ev.signo} ran a handler from a point in user code the replay cannot find without hardware ticks`);
+      return;
+    }
     // An asynchronous signal without hardware ticks was delivered at a point replay knows (a
     // syscall's exit, a handler's entry, the SYSCALL instruction of the next syscall): the replay
     // delivers it there too, in the same state.

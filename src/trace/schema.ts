@@ -185,6 +185,9 @@ export interface SignalEvent extends EventBase {
    * Otherwise an asynchronous signal is delivered where the previous event left the thread (a
    * syscall's exit, a handler's entry). */
   beforeSyscall?: boolean;
+  /** Asynchronous, without a handler (so `fatal`), delivered where it arrived in user code: without
+   * hardware ticks replay cannot find that point, but nothing of the process runs after it. */
+  inUserCode?: boolean;
 }
 
 /** A new process or thread created by fork/vfork/clone. */

@@ -107,6 +107,7 @@ export function checkEvent(e: unknown): string | null {
       if (typeof e.fatal !== 'boolean') return bad('fatal');
       if (e.handlerRegs !== undefined && !asBytes(e, 'handlerRegs')) return bad('handlerRegs');
       if (e.beforeSyscall !== undefined && typeof e.beforeSyscall !== 'boolean') return bad('beforeSyscall');
+      if (e.inUserCode !== undefined && typeof e.inUserCode !== 'boolean') return bad('inUserCode');
       return checkWrites(e.writes, 'signal event: writes');
     case 'clone':
       if (!isInt(e.childPid)) return bad('childPid');

@@ -3,6 +3,7 @@
 // pending signals, interrupted and restarted syscalls, sigaltstack and stack overflow, signals that
 // kill, SIGPIPE, nested handlers, a signal in a threaded program. Exact outputs, statuses, events.
 import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { TraceReader } from '../../src/trace/reader.ts';
 import type { SignalEvent, TraceEvent } from '../../src/trace/schema.ts';
 import { TraceWriter } from '../../src/trace/writer.ts';
 import { fixture } from '../helpers/fixtures.ts';
-import { cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
+import { CLI, cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
 
 const SIGHUP = 1, SIGABRT = 6, SIGUSR1 = 10, SIGSEGV = 11, SIGUSR2 = 12, SIGPIPE = 13, SIGALRM = 14, SIGTERM = 15;
 const SIGVTALRM = 26, SIGPROF = 27;
@@ -34,7 +35,8 @@ function same(t: ExecutionContext, command: string[], expected: string, expectSt
 
 interface DumpEvent {
   event: number; kind: string; pid: number; tid: number; syscall?: string; result?: number;
-  signo?: number; code?: number; synchronous?: boolean; fatal?: boolean; addr?: number; beforeSyscall?: boolean; stackLimit?: number;
+  signo?: number; code?: number; synchronous?: boolean; fatal?: boolean; addr?: number; beforeSyscall?: boolean; inUserCode?: boolean;
+  stackLimit?: number;
 }
 function events(trace: string): DumpEvent[] {
   return JSON.parse(cli(['dump', '--json', trace]).stdout.toString());
@@ -167,6 +169,39 @@ for (const [how, signo, name] of [['term', SIGTERM, 'SIGTERM sent to itself'], [
     t.like(info.processes[0], { exitCode: null, exitSignal: signo });
   });
 }
+
+test.serial('SIGTERM from the parent kills a child computing in user code: delivered at once (no handler to place), the parent sees it', (t) => {
+  const rt = same(t, [fixture('sig_fatal'), 'child'], 'about to die by child\nthe child was killed by signal 15\n');
+  const evs = events(rt.trace);
+  const sigs = signals(evs);
+  t.deepEqual(sigs.map((s) => [s.signo, s.fatal, s.inUserCode, s.pid !== evs[0].pid]), [[SIGTERM, true, true, true]]);
+  t.like(after(evs, sigs[0]), { kind: 'exit', pid: sigs[0].pid });
+});
+
+test.serial('a program busy-waiting for its SIGALRM handler: the recorder says it needs a PMU; interrupted, its trace replays', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ra-spin-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const trace = join(dir, 'spin.rrz');
+  const rec = spawn(process.execPath, [CLI, 'record', '-o', trace, '--', fixture('sig_spin')], {
+    env: { ...process.env, RA_SPIN_TIMEOUT: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '', err = '';
+  const stop = setTimeout(() => rec.kill('SIGTERM'), 20_000);  // the warning never came
+  rec.stdout.on('data', (d) => { out += d; });
+  rec.stderr.on('data', (d) => {
+    err += d;
+    if (err.includes('waits for one') && !rec.killed) rec.kill('SIGTERM');  // as Ctrl-C would, once
+  });
+  const status = await new Promise<number | null>((resolve) => rec.on('close', resolve));
+  clearTimeout(stop);
+  t.is(status, 128 + SIGTERM);
+  t.is(out, 'waiting for the alarm in a busy loop\n');
+  t.regex(err, /has run 1 s in user code without a syscall while signal 14 \(Alarm clock\) waits for one: .*this program needs a PMU/);
+  t.regex(err, /trace incomplete: recording interrupted by SIGTERM/);
+  const run = cli(['run', trace]);
+  t.is(run.stdout.toString(), 'waiting for the alarm in a busy loop\n');
+  t.regex(run.stderr, /verified \d+ events/);
+});
 
 test.serial('SIGPIPE at its default action kills a writer into a pipe without readers (exit 141)', (t) => {
   const rt = same(t, [fixture('sig_pipe')], 'writing with SIGPIPE at its default action\n', 128 + SIGPIPE);

@@ -44,7 +44,7 @@ export function describeEvent(n: number, ev: TraceEvent): Record<string, unknown
     case 'rdtsc':
       return { ...base, insn: ev.insn, rip: ev.rip, value: ev.value.toString(), ...(ev.aux !== undefined ? { aux: ev.aux } : {}) };
     case 'signal':
-      return { ...base, signo: ev.signo, code: ev.code, synchronous: ev.synchronous, fatal: ev.fatal, ...(ev.addr !== undefined ? { addr: ev.addr } : {}), ...(ev.beforeSyscall ? { beforeSyscall: true } : {}) };
+      return { ...base, signo: ev.signo, code: ev.code, synchronous: ev.synchronous, fatal: ev.fatal, ...(ev.addr !== undefined ? { addr: ev.addr } : {}), ...(ev.beforeSyscall ? { beforeSyscall: true } : {}), ...(ev.inUserCode ? { inUserCode: true } : {}) };
     case 'clone':
       return { ...base, childPid: ev.childPid, childTid: ev.childTid, flags: ev.flags };
     case 'switch':
@@ -68,7 +68,7 @@ function formatLine(n: number, ev: TraceEvent): string {
     case 'rdtsc':
       return `${head}${ev.insn.padEnd(7)} at ${hexAddr(ev.rip)} = ${ev.value}`;
     case 'signal':
-      return `${head}signal  ${ev.signo} code ${ev.code}${ev.synchronous ? ' synchronous' : ''}${ev.fatal ? ' fatal' : ''}${ev.addr !== undefined ? ` addr ${hexAddr(ev.addr)}` : ''}${ev.beforeSyscall ? ' before the next syscall' : ''}`;
+      return `${head}signal  ${ev.signo} code ${ev.code}${ev.synchronous ? ' synchronous' : ''}${ev.fatal ? ' fatal' : ''}${ev.addr !== undefined ? ` addr ${hexAddr(ev.addr)}` : ''}${ev.beforeSyscall ? ' before the next syscall' : ''}${ev.inUserCode ? ' in user code' : ''}`;
     case 'clone':
       return `${head}clone   child ${ev.childPid}/${ev.childTid} flags ${hexAddr(ev.flags)}`;
     case 'switch':
