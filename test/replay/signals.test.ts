@@ -120,6 +120,11 @@ test.serial('kill, raise and tgkill to itself with a handler; a blocked signal s
   t.deepEqual(sigs.map((s) => s.code), [0 /* SI_USER */, SI_TKILL, SI_TKILL, 0]);
 });
 
+test.serial('waiting for signals: sigsuspend, sigwaitinfo (the siginfo comes back), signalfd', (t) => {
+  const rt = same(t, [fixture('sig_wait')], 'sigsuspend -1 got 14\nsigwaitinfo 10 code 0 pid ok 1\nsignalfd read 128 signo 14\n');
+  t.deepEqual(signals(events(rt.trace)).map((s) => s.signo), [SIGALRM]);  // the other two are taken, not delivered
+});
+
 test.serial('a signal interrupts a blocking read: EINTR without SA_RESTART, restarted with SA_RESTART to read what a child writes later', (t) => {
   const rt = same(t, [fixture('sig_eintr')], [
     'without SA_RESTART: read returned -1, EINTR, handler ran 1 time',
