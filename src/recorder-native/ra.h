@@ -14,6 +14,7 @@
 enum rec_type {
   REC_INFO = 1, REC_CPUID = 2, REC_EXEC = 3, REC_SYSCALL = 4, REC_RDTSC = 5, REC_SIGNAL = 6,
   REC_EXIT = 7, REC_EXEC_FAILED = 8, REC_STOPPED = 9, REC_ERROR = 10, REC_END = 11, REC_CLONE = 12, REC_SWITCH = 13,
+  REC_WARNING = 14,
 };
 struct buf { uint8_t *p; size_t len, cap; };
 void buf_reserve(struct buf *b, size_t more);

@@ -20,8 +20,13 @@
 // running thread makes no syscall for SPIN_SECONDS while a sibling waits to run, the recording stops.
 //
 // No-PMU mode: events happen only at syscalls. An asynchronous signal that arrives while the
-// tracee runs user code is held back and re-injected at the exit of the tracee's next syscall, so
-// replay can deliver it right after that syscall event.
+// tracee runs user code is held back until the tracee's next syscall entry. That syscall is backed
+// out (skipped, then rip put back onto its SYSCALL instruction and rax to its number), the held
+// signals are re-sent (tgkill) and delivered there, before it, as if they had arrived just before
+// the SYSCALL instruction; the syscall runs when the handlers return. Replay runs to that syscall
+// instruction and delivers them there (the event says beforeSyscall). At a signal's delivery-stop
+// the original siginfo is put back (the program sees the kernel's si_code, si_pid..., not the
+// recorder's tgkill). Any number of them can be held.
 #include "ra.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -39,9 +44,13 @@
 #include <sched.h>
 #include <time.h>
 #include <sys/time.h>
+#include <sys/resource.h>
 #include <linux/sched.h>
 #include <linux/perf_event.h>
 #include <linux/futex.h>
+
+#define MAX_HELD 64
+struct held_sig { int sig; siginfo_t si; };
 
 struct thread {
   pid_t tid, pid;
@@ -53,8 +62,16 @@ struct thread {
   bool skip_syscall;      // entry was turned into a no-op (rseq, ARCH_SET_CPUID): report skip_result
   int64_t skip_result;
   bool at_boundary;       // the last stop was a syscall exit and the tracee has not run since
+  bool backing_out;       // its syscall was skipped at entry to deliver held signals before it
+  struct user_regs_struct backout_regs;  // the registers at that entry
+  bool before_syscall;    // at_boundary is the backed-out syscall's instruction
   struct user_regs_struct exit_regs;
-  int held_signal;        // async signal held back until the next syscall exit
+  struct held_sig *held;  // async signals held back (arrived in user code), oldest first
+  int nheld;
+  struct timespec held_since;  // when the oldest one was held (or its syscall last backed out)
+  bool held_warned;            // the user was told it waits
+  struct held_sig *sent;  // held ones re-sent with tgkill, not delivered yet
+  int nsent;
   bool fresh;             // a new tracee whose initial stop came before its parent's fork event
   int state;              // T_RUNNING, T_HELD, T_BLOCKED, T_EXITING
   bool has_pending;       // HELD with a stop not handled yet (pending_status)
@@ -94,6 +111,9 @@ static struct thread *add_thread(pid_t tid, pid_t pid) {
   t->sc.pid = tid; t->sc.memfd = -1;
   t->sc.write = record_write;
   t->sc.writes = &writes;
+  t->held = calloc(MAX_HELD, sizeof *t->held);
+  t->sent = calloc(MAX_HELD, sizeof *t->sent);
+  if (!t->held || !t->sent) { fprintf(stderr, "ra-recorder: out of memory\n"); _exit(70); }
   threads[nthreads++] = t;
   return t;
 }
@@ -107,6 +127,8 @@ static void remove_thread(struct thread *t) {
   if (t->memfd >= 0) close(t->memfd);
   if (t->pmu_fd >= 0) close(t->pmu_fd);
   free(t->sc.output.p);
+  free(t->held);
+  free(t->sent);
   free(t);
 }
 
@@ -244,6 +266,10 @@ static int record_exec(struct thread *t, uint64_t *syscall_at) {
   }
   memcpy(rec.p + count_at, &kept, 4);
   free(maps);
+  // RLIMIT_STACK: how far replay lets the main stack grow before a fault is a SIGSEGV.
+  struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+  prlimit(t->tid, RLIMIT_STACK, NULL, &rl);
+  buf_u64(&rec, (uint64_t)rl.rlim_cur);
   emit(REC_EXEC);
   t->execed = true;
   return 0;
@@ -337,12 +363,57 @@ static bool sig_in_mask(pid_t pid, const char *field, int sig) {
   return r;
 }
 
+// Hold back an asynchronous signal that arrived in user code. False when too many are held.
+static bool hold_signal(struct thread *t, int sig, const siginfo_t *si) {
+  if (t->nheld == MAX_HELD) return false;
+  if (t->nheld == 0) {
+    mono_now(&t->held_since);
+    t->held_warned = false;
+    start_spin_timer();
+  }
+  t->held[t->nheld].sig = sig;
+  t->held[t->nheld].si = *si;
+  t->nheld++;
+  return true;
+}
+
+// Re-send the held signals to the thread (stopped at a syscall entry or exit): they are delivered
+// when it returns to user mode. A standard signal already re-sent and still pending would merge
+// with a second one: that one waits for the next boundary, as two arrivals are two deliveries.
+static void resend_held(struct thread *t) {
+  int kept = 0;
+  for (int k = 0; k < t->nheld; k++) {
+    struct held_sig *h = &t->held[k];
+    bool pending = false;
+    for (int j = 0; j < t->nsent && h->sig < SIGRTMIN; j++) pending |= t->sent[j].sig == h->sig;
+    if (pending || t->nsent == MAX_HELD) { t->held[kept++] = *h; continue; }
+    syscall(SYS_tgkill, t->pid, t->tid, h->sig);
+    t->sent[t->nsent++] = *h;
+  }
+  t->nheld = kept;
+}
+
+// At the delivery-stop of a signal the recorder re-sent: the siginfo the kernel first gave it.
+static void restore_siginfo(struct thread *t, int sig, siginfo_t *si) {
+  if (si->si_code != SI_TKILL || si->si_pid != getpid()) return;
+  for (int k = 0; k < t->nsent; k++) {
+    if (t->sent[k].sig != sig) continue;
+    *si = t->sent[k].si;
+    ptrace(PTRACE_SETSIGINFO, t->tid, 0, si);
+    memmove(&t->sent[k], &t->sent[k + 1], sizeof *t->sent * (size_t)(t->nsent - k - 1));
+    t->nsent--;
+    return;
+  }
+}
+
 static bool is_sync(int sig, const siginfo_t *si) {
   return (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS) && si->si_code > 0;
 }
 
 // Deliver `sig` now. Returns 0 to go on, 1 when the recording is over, with *resume_sig set.
-static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct user_regs_struct *regs, int *resume_sig) {
+// `placement`: where replay delivers it (PLACE_*), for the event.
+enum { PLACE_BOUNDARY = 0, PLACE_BEFORE_SYSCALL = 1, PLACE_USER_CODE = 2 };
+static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct user_regs_struct *regs, uint32_t placement, int *resume_sig) {
   bool sync = is_sync(sig, si);
   uint64_t addr = sync ? (uint64_t)si->si_addr : 0;
   *resume_sig = 0;
@@ -356,11 +427,14 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
     struct user_regs_struct h;
     ptrace(PTRACE_GETREGS, t->tid, 0, &h);
     // The frame: rt_sigframe at the new rsp, up to the old rsp minus the red zone, or to the top
-    // of the alternate stack when the handler runs there (uc_stack.ss_flags & SS_ONSTACK).
+    // of the alternate stack when the kernel switched to it (the handler's rsp is in it, the
+    // interrupted one was not). uc_stack.ss_flags cannot tell: it says where the interrupted code ran.
     uint64_t end = regs->rsp - 128;
     uint64_t ss[3] = {0};  // ss_sp, ss_flags, ss_size at frame+24
     mem_read(t->memfd, h.rsp + 24, ss, sizeof ss);
-    if ((ss[1] & SS_ONSTACK) && h.rsp >= ss[0] && h.rsp < ss[0] + ss[2]) end = ss[0] + ss[2];
+    bool in_alt = h.rsp >= ss[0] && h.rsp < ss[0] + ss[2];
+    bool was_alt = regs->rsp > ss[0] && regs->rsp <= ss[0] + ss[2];
+    if (!((uint32_t)ss[1] & SS_DISABLE) && in_alt && !was_alt) end = ss[0] + ss[2];
     if (end <= h.rsp || end - h.rsp > (1u << 20))
       return stop_recording(t->tid, "signal %s: cannot locate its frame", strsignal(sig));
     // PTRACE_SINGLESTEP set TF; make sure the saved flags (frame+184) do not keep it.
@@ -379,7 +453,13 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
     mem_read_zero(t->memfd, h.rsp, buf_grow(&rec, end - h.rsp), end - h.rsp);
     buf_u32(&rec, 1);
     buf_bytes(&rec, &h, sizeof h);
+    buf_u32(&rec, placement);
     emit(REC_SIGNAL);
+    // The handler's entry is a point replay knows (right after this event): another signal
+    // pending there (several re-sent at one syscall) is delivered at once, nested, as the kernel
+    // would before the handler's first instruction.
+    t->exit_regs = h;
+    t->at_boundary = true;
     return 0;
   }
   if (sig_in_mask(t->tid, "SigIgn", sig) || sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT)
@@ -393,6 +473,7 @@ static int deliver_signal(struct thread *t, int sig, const siginfo_t *si, struct
   buf_u32(&rec, 1);
   buf_u32(&rec, 0);
   buf_u32(&rec, 0);
+  buf_u32(&rec, placement);
   emit(REC_SIGNAL);
   *resume_sig = sig;
   return 0;
@@ -519,8 +600,8 @@ static int enable_cpuid_faulting(struct thread *t, uint64_t syscall_at) {
     if (WSTOPSIG(st) == (SIGTRAP | 0x80)) { stops++; continue; }
     int sig = WSTOPSIG(st);
     if ((st >> 16) == 0 && sig != SIGSTOP && sig != SIGTRAP) {
-      if (t->held_signal && t->held_signal != sig) { stream_message(REC_ERROR, "CPUID faulting: two signals arrived while switching it on"); goto out; }
-      t->held_signal = sig;
+      siginfo_t si;
+      if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0 || !hold_signal(t, sig, &si)) { stream_message(REC_ERROR, "CPUID faulting: cannot hold back %s", strsignal(sig)); goto out; }
     }
   }
   if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0) { stream_message(REC_ERROR, "CPUID faulting: cannot read the result: %s", strerror(errno)); goto out; }
@@ -533,10 +614,7 @@ out:
 }
 
 static int resume_thread(struct thread *t, int how, int sig) {
-  if (t->at_boundary && t->held_signal && !sig) {  // re-inject a held-back signal at this syscall exit
-    sig = t->held_signal;
-    t->held_signal = 0;
-  }
+  if (t->at_boundary && t->nheld) resend_held(t);  // at a syscall exit (or handler entry): a place replay knows
   if (ptrace(how, t->tid, 0, sig) < 0 && errno != ESRCH) {
     stream_message(REC_ERROR, "ptrace resume: %s", strerror(errno));
     return -1;
@@ -548,8 +626,9 @@ enum { GO_ON = 0, NO_RESUME = 1, FAILED = -1, STOPPED = -2 };
 
 // One stop of a known tracee. Sets *how and *sig for its resumption (GO_ON).
 static int handle_stop(struct thread *t, int st, int *how, int *sig) {
-  bool was_boundary = t->at_boundary;
+  bool was_boundary = t->at_boundary, was_before_syscall = t->before_syscall;
   t->at_boundary = false;
+  t->before_syscall = false;
   t->entry_stop = false;
   int signo = WSTOPSIG(st), event = st >> 16;
   *how = t->execed ? PTRACE_SYSCALL : PTRACE_CONT;
@@ -576,6 +655,16 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
       struct sc_ctx *c = &t->sc;
       ptrace(PTRACE_GETREGS, t->tid, 0, &c->entry);
+      if (t->nheld) {
+        // Held-back signals go first: skip the syscall now; its exit stop puts it back.
+        t->backout_regs = c->entry;
+        mono_now(&t->held_since);
+        struct user_regs_struct r = c->entry;
+        r.orig_rax = (uint64_t)-1;
+        ptrace(PTRACE_SETREGS, t->tid, 0, &r);
+        t->backing_out = true;
+        return GO_ON;
+      }
       long nr = (long)c->entry.orig_rax;
       if (nr == SYS_clone || nr == SYS_clone3) {
         uint64_t ctid, flags = creation_flags(t, &c->entry, &ctid);
@@ -587,13 +676,6 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
         }
       }
       if (nr == SYS_set_tid_address) t->clear_tid = c->entry.rdi;
-      if (t->held_signal && nr != SYS_exit && nr != SYS_exit_group) {
-        // A held-back asynchronous signal becomes pending again now: it is delivered at this
-        // syscall's exit (a boundary replay can place), interrupting it if it blocks. Holding it
-        // until the exit instead would hang pause() or a read that waits for what the handler does.
-        syscall(SYS_tgkill, t->pid, t->tid, t->held_signal);
-        t->held_signal = 0;
-      }
       c->nwrites = 0;
       writes.len = 0;
       sc_entry(c);
@@ -638,6 +720,20 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     // Syscall exit.
     struct user_regs_struct regs;
     ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
+    if (t->backing_out) {
+      // Back onto the SYSCALL instruction, rax the number again, not in a syscall (no restart
+      // logic): the held signals are re-sent as it resumes (resume_thread) and delivered here.
+      t->backing_out = false;
+      regs = t->backout_regs;
+      regs.rax = regs.orig_rax;
+      regs.orig_rax = (uint64_t)-1;
+      regs.rip -= 2;
+      ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+      ptrace(PTRACE_GETREGS, t->tid, 0, &t->exit_regs);
+      t->at_boundary = true;
+      t->before_syscall = true;
+      return GO_ON;
+    }
     if (t->skip_syscall) {
       regs.rax = (uint64_t)t->skip_result;
       ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
@@ -671,6 +767,7 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
   if (!t->execed) { *sig = signo == SIGSTOP ? 0 : signo; return GO_ON; }
   siginfo_t si;
   if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0) return GO_ON;
+  restore_siginfo(t, signo, &si);
   struct user_regs_struct regs;
   ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
   if (signo == SIGSEGV && si.si_code == SI_KERNEL) {
@@ -682,16 +779,22 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     rec.len = 0;
   }
   if (!is_sync(signo, &si) && !(was_boundary && memcmp(&regs, &t->exit_regs, sizeof regs) == 0)) {
-    // Asynchronous, in the middle of user code: without ticks replay could not place it. Hold it
-    // back until the next syscall exit.
-    if (t->held_signal && t->held_signal != signo) {
-      stop_recording(t->tid, "two asynchronous signals pending at once (%s): not supported yet", strsignal(signo));
+    // Asynchronous, in the middle of user code: without ticks replay could not place it. Without
+    // a handler it is ignored, or the process dies (or a stop signal ends the recording): nothing
+    // of the thread runs after it, so it needs no place in replay and goes at once. A handler's
+    // is held back until the next syscall.
+    if (!sig_in_mask(t->tid, "SigCgt", signo)) {
+      int r = deliver_signal(t, signo, &si, &regs, PLACE_USER_CODE, sig);
+      if (r < 0) { stream_message(REC_ERROR, "signal delivery: %s", strerror(errno)); return FAILED; }
+      return r > 0 ? STOPPED : GO_ON;
+    }
+    if (!hold_signal(t, signo, &si)) {
+      stop_recording(t->tid, "more than %s asynchronous signals held back at once (the program makes no syscall)", "64");
       return STOPPED;
     }
-    t->held_signal = signo;
     return GO_ON;
   }
-  int r = deliver_signal(t, signo, &si, &regs, sig);
+  int r = deliver_signal(t, signo, &si, &regs, was_before_syscall ? PLACE_BEFORE_SYSCALL : PLACE_BOUNDARY, sig);
   if (r < 0) { stream_message(REC_ERROR, "signal delivery: %s", strerror(errno)); return FAILED; }
   if (r > 0) return STOPPED;
   return GO_ON;
@@ -841,6 +944,16 @@ static struct thread *find_spinner(void) {
   return NULL;
 }
 
+// No PMU: a signal held back waits for a syscall. When one has waited spin_seconds, say so once:
+// a program that busy-waits for what a handler does waits forever (a long computation is fine).
+static struct thread *find_signal_waiter(void) {
+  for (int k = 0; k < nthreads; k++) {
+    struct thread *t = threads[k];
+    if (t->nheld && !t->fresh && !t->held_warned && seconds_since(&t->held_since) >= spin_seconds) return t;
+  }
+  return NULL;
+}
+
 int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
   opts = o;
   struct thread *first = add_thread(child, child);
@@ -874,6 +987,11 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
           snprintf(what, sizeof what, "thread %d of process %d ran %.0f s without a syscall while another thread waited to run", sp->tid, sp->pid, spin_seconds);
           stop_recording(sp->tid, "%s: without a PMU the recorder runs one thread at a time and switches only at syscalls, so a thread that spins in user code (or waits in a syscall the recorder does not let run concurrently, such as a read from a pipe a sibling thread writes) cannot be preempted; this program needs a PMU (hardware performance counters) to record", what);
           return 1;
+        }
+        if ((sp = find_signal_waiter())) {
+          sp->held_warned = true;
+          stream_message(REC_WARNING, "thread %d of process %d has run %.0f s in user code without a syscall while signal %d (%s) waits for one: without a PMU the recorder delivers a signal to a handler only at a syscall, so a program that busy-waits for what its handler does waits forever (Ctrl-C ends the recording); this program needs a PMU (hardware performance counters) to record", sp->tid, sp->pid, spin_seconds, sp->held[0].sig, strsignal(sp->held[0].sig));
+          stream_flush();
         }
         continue;
       }

@@ -136,6 +136,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
           r.errno === ENOENT ? 127 : 126);
         return;
       case 'stopped': case 'error': reason ??= r.message; return;
+      case 'warning': warn(r.message); return;
       case 'end': ended = true; return;
       default: break;
     }
@@ -145,7 +146,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
     switch (r.type) {
       case 'exec':
         firstPid ??= r.pid;
-        e = { kind: 'exec', ...base, path: r.path, argv: r.argv, regs: copy(r.regs), fpregs: copy(r.fpregs), auxv: copy(r.auxv), brk: r.brk, mappings: r.mappings.map((m) => mapping(w, m)) };
+        e = { kind: 'exec', ...base, path: r.path, argv: r.argv, regs: copy(r.regs), fpregs: copy(r.fpregs), auxv: copy(r.auxv), brk: r.brk, stackLimit: r.stackLimit, mappings: r.mappings.map((m) => mapping(w, m)) };
         break;
       case 'syscall':
         e = { kind: 'syscall', ...base, number: r.number, regs: copy(r.regs), result: r.result, writes: writes(w, r.writes) };
@@ -163,6 +164,8 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
         e = { kind: 'signal', ...base, signo: r.signo, code: r.code, synchronous: r.synchronous, regs: copy(r.regs), fatal: r.fatal, writes: writes(w, r.writes) };
         if (r.synchronous) e.addr = r.addr;
         if (r.handlerRegs) e.handlerRegs = copy(r.handlerRegs);
+        if (r.placement === 1) e.beforeSyscall = true;
+        if (r.placement === 2) e.inUserCode = true;
         break;
       case 'clone':
         e = { kind: 'clone', ...base, childPid: r.childPid, childTid: r.childTid, flags: r.flags, regs: copy(r.regs), fpregs: copy(r.fpregs) };

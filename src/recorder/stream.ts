@@ -7,14 +7,15 @@
 //   1 INFO        u32 cpuidFaulting, u32 pmu, STR pmuEventOrReason, u32 cpu, u64 xcr0
 //   2 CPUID       u32 n, n x (u32 leaf, subleaf, eax, ebx, ecx, edx)
 //   3 EXEC        EV, STR path, u32 argc, argc x STR, BYTES regs, BYTES fpregs, BYTES auxv, u64 brk,
-//                 u32 nmaps, nmaps x MAPPING
+//                 u32 nmaps, nmaps x MAPPING, u64 stackLimit (RLIMIT_STACK soft limit; all ones: none)
 //   4 SYSCALL     EV, u64 number, BYTES regs, i64 result, u32 noReturn, u32 nwrites, WRITE...,
 //                 u32 nmaps, MAPPING..., u32 hasOutput, [BYTES output copied to stdout/stderr by the kernel]
 //                 u32 outputTarget (writes to fd 1/2: 0 that fd of the recording, 1/2 the recording's
 //                 stdout/stderr through the other fd, 3 not the recording's output: a pipe of the program)
 //   5 RDTSC       EV, u64 rip, u32 isRdtscp, u64 value, u32 aux
 //   6 SIGNAL      EV, u32 signo, i32 code, u32 synchronous, u64 addr, BYTES regs, u32 fatal,
-//                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs]
+//                 u32 nwrites, WRITE..., u32 hasHandlerRegs, [BYTES handlerRegs], u32 placement (0 where the
+//                 previous event left the thread, 1 before its next syscall, 2 in user code: no handler)
 //   7 EXIT        EV, u32 signaled, u32 codeOrSignal, u32 processExit
 //   8 EXEC_FAILED u32 errno, STR message
 //   9 STOPPED     STR message
@@ -23,9 +24,10 @@
 //  12 CLONE       EV (the creating thread), u32 childPid, u32 childTid, u64 flags, BYTES regs, BYTES fpregs,
 //                 u32 nwrites, WRITE... (what the kernel wrote into the child's memory: CLONE_CHILD_SETTID)
 //  13 SWITCH      EV (the thread that runs user code from now on, in its process)
+//  14 WARNING     STR message (for the user; the recording goes on)
 import type { CpuidLeaf } from '../trace/schema.ts';
 
-export const RecType = { Info: 1, Cpuid: 2, Exec: 3, Syscall: 4, Rdtsc: 5, Signal: 6, Exit: 7, ExecFailed: 8, Stopped: 9, Error: 10, End: 11, Clone: 12, Switch: 13 } as const;
+export const RecType = { Info: 1, Cpuid: 2, Exec: 3, Syscall: 4, Rdtsc: 5, Signal: 6, Exit: 7, ExecFailed: 8, Stopped: 9, Error: 10, End: 11, Clone: 12, Switch: 13, Warning: 14 } as const;
 
 /** Bytes are views into the stream's buffers: copy (or hand to TraceWriter.bytes) before keeping. */
 export interface RawMapping { start: number; end: number; prot: number; flags: number; fileOffset: number; name: string; data?: Uint8Array }
@@ -35,15 +37,16 @@ export interface Ev { pid: number; tid: number; ticks?: number }
 export type HelperRecord =
   | { type: 'info'; cpuidFaulting: boolean; pmu: boolean; pmuText: string; cpu: number; xcr0: number }
   | { type: 'cpuid'; leaves: CpuidLeaf[] }
-  | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[] } & Ev)
+  | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[]; stackLimit: number } & Ev)
   | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; outputTarget: number } & Ev)
   | ({ type: 'rdtsc'; rip: number; rdtscp: boolean; value: bigint; aux: number } & Ev)
-  | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array } & Ev)
+  | ({ type: 'signal'; signo: number; code: number; synchronous: boolean; addr: number; regs: Uint8Array; fatal: boolean; writes: RawWrite[]; handlerRegs?: Uint8Array; placement: number } & Ev)
   | ({ type: 'switch' } & Ev)
   | ({ type: 'clone'; childPid: number; childTid: number; flags: number; regs: Uint8Array; fpregs: Uint8Array; writes: RawWrite[] } & Ev)
   | ({ type: 'exit'; signaled: boolean; value: number; processExit: boolean } & Ev)
   | { type: 'exec-failed'; errno: number; message: string }
   | { type: 'stopped'; message: string }
+  | { type: 'warning'; message: string }
   | { type: 'error'; message: string }
   | { type: 'end' };
 
@@ -94,7 +97,8 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
     case RecType.Cpuid: return { type: 'cpuid', leaves: c.list(() => ({ leaf: c.u32(), subleaf: c.u32(), eax: c.u32(), ebx: c.u32(), ecx: c.u32(), edx: c.u32() })) };
     case RecType.Exec: {
       const ev = c.ev(), path = c.str(), argv = c.list(() => c.str()), regs = c.bytes(), fpregs = c.bytes(), auxv = c.bytes(), brk = c.u64();
-      return { type: 'exec', ...ev, path, argv, regs, fpregs, auxv, brk, mappings: c.list(() => c.mapping()) };
+      const mappings = c.list(() => c.mapping()), stackLimit = Math.min(c.u64(), Number.MAX_SAFE_INTEGER);
+      return { type: 'exec', ...ev, path, argv, regs, fpregs, auxv, brk, mappings, stackLimit };
     }
     case RecType.Syscall: {
       const ev = c.ev(), number = c.u64(), regs = c.bytes(), result = c.i64(), noReturn = c.u32() !== 0;
@@ -112,7 +116,8 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
       const ev = c.ev(), signo = c.u32(), code = c.i32(), synchronous = c.u32() !== 0, addr = c.u64(), regs = c.bytes(), fatal = c.u32() !== 0;
       const writes = c.list(() => c.write());
       const handlerRegs = c.u32() ? c.bytes() : undefined;
-      return { type: 'signal', ...ev, signo, code, synchronous, addr, regs, fatal, writes, handlerRegs };
+      const placement = c.u32();
+      return { type: 'signal', ...ev, signo, code, synchronous, addr, regs, fatal, writes, handlerRegs, placement };
     }
     case RecType.Exit: {
       const ev = c.ev();
@@ -125,6 +130,7 @@ export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
     case RecType.Switch: return { type: 'switch', ...c.ev() };
     case RecType.ExecFailed: return { type: 'exec-failed', errno: c.u32(), message: c.str() };
     case RecType.Stopped: return { type: 'stopped', message: c.str() };
+    case RecType.Warning: return { type: 'warning', message: c.str() };
     case RecType.Error: return { type: 'error', message: c.str() };
     case RecType.End: return { type: 'end' };
     default: throw new RangeError(`unknown helper record type ${type}`);

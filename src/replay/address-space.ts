@@ -7,12 +7,14 @@ import { syscallArgs } from './registers.ts';
 export const PAGE = 4096;
 const pageDown = (a: number) => Math.floor(a / PAGE) * PAGE;
 const pageUp = (a: number) => Math.ceil(a / PAGE) * PAGE;
-/** Linux's default RLIMIT_STACK: how far below its start the stack may grow on a fault. */
-const STACK_LIMIT = 8 * 1024 * 1024;
+/** Linux's default RLIMIT_STACK, how far below its end the stack may grow on a fault: for traces
+ * whose exec events do not carry the limit. setrlimit/prlimit64 changes are followed. */
+export const DEFAULT_STACK_LIMIT = 8 * 1024 * 1024;
+const RLIMIT_STACK = 3;
 const PROT_MASK = 7;
 const MREMAP_DONTUNMAP = 4;
 
-const SYS_MMAP = 9, SYS_MPROTECT = 10, SYS_MUNMAP = 11, SYS_BRK = 12, SYS_MREMAP = 25;
+const SYS_MMAP = 9, SYS_MPROTECT = 10, SYS_MUNMAP = 11, SYS_BRK = 12, SYS_MREMAP = 25, SYS_SETRLIMIT = 160, SYS_PRLIMIT64 = 302;
 
 const CHUNK = 1 << 22;
 const ZEROS = Buffer.alloc(CHUNK);
@@ -29,6 +31,7 @@ export interface SpaceImage {
   brk: number;
   brkMappedEnd: number;
   stack: { start: number; end: number } | undefined;
+  stackLimit: number;
   /** Bytes this image holds that the previous one did not (its own cost). */
   ownBytes: number;
 }
@@ -39,10 +42,14 @@ export class AddressSpace {
   private brkMappedEnd: number;
   private brk: number;
   private stack: { start: number; end: number } | undefined;
+  /** RLIMIT_STACK (soft) of the process: a process property, kept across fork and exec. */
+  stackLimit: number;
 
-  /** From an exec event (a new process image), or as a copy of `parent` (fork: same mappings,
-   * protections, contents, program break and stack; registers are the caller's to set). */
-  constructor(from: ExecEvent | AddressSpace | { image: SpaceImage }, resolve?: ResolveBytes) {
+  /** From an exec event (a new process image, with the limit the process had), a checkpoint's
+   * image, or as a copy of `parent` (fork: same mappings, protections, contents, program break
+   * and stack; registers are the caller's to set). */
+  constructor(from: ExecEvent | AddressSpace | { image: SpaceImage }, resolve?: ResolveBytes, stackLimit = DEFAULT_STACK_LIMIT) {
+    this.stackLimit = stackLimit;
     if ('image' in from) {
       const img = from.image;
       for (const r of img.regions) {
@@ -52,6 +59,7 @@ export class AddressSpace {
       this.brk = img.brk;
       this.brkMappedEnd = img.brkMappedEnd;
       this.stack = img.stack && { ...img.stack };
+      this.stackLimit = img.stackLimit;
       return;
     }
     if (from instanceof AddressSpace) {
@@ -59,6 +67,7 @@ export class AddressSpace {
       this.brk = from.brk;
       this.brkMappedEnd = from.brkMappedEnd;
       this.stack = from.stack && { ...from.stack };
+      this.stackLimit = from.stackLimit;
       return;
     }
     const exec = from;
@@ -107,7 +116,7 @@ export class AddressSpace {
       }
       return { start: r.start, end: r.end, prot: r.prot, chunks };
     });
-    return { regions, brk: this.brk, brkMappedEnd: this.brkMappedEnd, stack: this.stack && { ...this.stack }, ownBytes };
+    return { regions, brk: this.brk, brkMappedEnd: this.brkMappedEnd, stack: this.stack && { ...this.stack }, stackLimit: this.stackLimit, ownBytes };
   }
 
   /** Map [start, end) afresh (replacing whatever was there, as MAP_FIXED does) and fill it. */
@@ -153,6 +162,12 @@ export class AddressSpace {
           this.remap(a0, a1, a2, a3, ev.result);
           void a4;
           break;
+        case SYS_SETRLIMIT:
+          if (a0 === RLIMIT_STACK) this.setStackLimit(a1);
+          break;
+        case SYS_PRLIMIT64:
+          if (a0 === 0 && a1 === RLIMIT_STACK && a2 !== 0) this.setStackLimit(a2);
+          break;
       }
     }
     for (const m of ev.mappings ?? []) this.applyMapping(m, resolve);
@@ -184,10 +199,16 @@ export class AddressSpace {
     if (contents.length > 0) this.machine.write(result, contents);
   }
 
-  /** A fault just below the stack grows it, as the kernel does; returns whether it did. */
+  /** The new soft limit from the struct rlimit the program passed (read before the kernel ran). */
+  private setStackLimit(rlimitAddr: number): void {
+    const cur = this.machine.read(rlimitAddr, 8).readBigUInt64LE(0);
+    this.stackLimit = cur >= BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(cur);
+  }
+
+  /** A fault just below the stack grows it, as the kernel does within RLIMIT_STACK; returns whether it did. */
   growStack(faultAddress: number): boolean {
     const s = this.stack;
-    if (!s || faultAddress >= s.start || faultAddress < s.end - STACK_LIMIT) return false;
+    if (!s || faultAddress >= s.start || faultAddress < s.end - this.stackLimit) return false;
     const newStart = pageDown(faultAddress);
     // Never grow over another mapping.
     if (this.machine.regions().some((r) => r.end > newStart && r.start < s.start)) return false;

@@ -11,6 +11,7 @@ import type { ExecutionControl } from './control.ts';
 import { CpuidTable } from './cpuid.ts';
 import { Divergence, lastBlocks, registersSideBySide } from './divergence.ts';
 import { getReg, hex, sameReg, setReg, syscallArgs } from './registers.ts';
+import { COMPARED_AT_SIGNAL, signalStateMismatch } from './signals.ts';
 
 export interface ReplayOptions {
   /** Receives what the program wrote to its stdout (1) and stderr (2) while recorded. */
@@ -361,11 +362,12 @@ export class Replayer {
 
   private applyExec(ev: ExecEvent): void {
     const old = this.threads.get(ev.tid);
+    const stackLimit = ev.stackLimit ?? old?.space.stackLimit;
     if (old) this.retireThread(old);
     this.firstPid ??= ev.pid;
     let space: AddressSpace;
     try {
-      space = new AddressSpace(ev, (b) => this.reader.bytes(b));
+      space = new AddressSpace(ev, (b) => this.reader.bytes(b), stackLimit);
     } catch (err) {
       if (err instanceof TraceFormatError) throw err;
       throw this.diverge(`cannot build the address space of ${ev.path}: ${(err as Error).message}`);
@@ -600,7 +602,6 @@ export class Replayer {
   private applySignal(ev: SignalEvent): void {
     const m = this.machine;
     if (this.current!.parked) throw this.diverge(`signal ${ev.signo} for a thread stopped at a syscall whose event has not come`);
-    if (!ev.synchronous) this.control?.onSignal(this.current!, ev);
     if (ev.synchronous) {
       const stop = this.runToNextStop();
       const rip = Number(getReg(ev.regs, 'rip'));
@@ -613,8 +614,27 @@ export class Replayer {
       // again raises the same fault again.
       this.control?.onSignal(this.current!, ev);
     }
-    // An asynchronous signal without hardware ticks was recorded where it arrived; the replay
-    // delivers it at the same event boundary.
+    if (ev.inUserCode) {
+      // Where it arrived in user code: no place replay can find without ticks, none needed.
+      this.control?.onSignal(this.current!, ev);
+      if (!ev.fatal) throw this.diverge(`signal ${ev.signo} ran a handler from a point in user code the replay cannot find without hardware ticks`);
+      return;
+    }
+    // An asynchronous signal without hardware ticks was delivered at a point replay knows (a
+    // syscall's exit, a handler's entry, the SYSCALL instruction of the next syscall): the replay
+    // delivers it there too, in the same state.
+    // Already there when applied again after a pause below (or back on it after a handler's
+    // rt_sigreturn): running would execute the SYSCALL once more.
+    if (ev.beforeSyscall && signalStateMismatch(ev.regs, m.getUserRegs()) !== null) {
+      const stop = this.runToNextStop();
+      if (stop.kind !== 'syscall') throw this.unexpectedStop(stop, `the syscall before which signal ${ev.signo} was delivered`);
+      m.setReg('rip', m.getReg('rip') - 2n);  // rax is still the number: the syscall runs after the handler
+    }
+    if (!ev.synchronous) this.control?.onSignal(this.current!, ev);
+    const mismatch = signalStateMismatch(ev.regs, m.getUserRegs());
+    if (mismatch) {
+      throw this.diverge(`registers differ at signal ${ev.signo}: ${mismatch}`, `${registersSideBySide(ev.regs, m.getUserRegs(), new Set(COMPARED_AT_SIGNAL))}\n\nlast blocks executed:\n${lastBlocks(m)}`);
+    }
     if (ev.fatal) return;
     for (const w of ev.writes) m.write(w.addr, this.reader.bytes(w.data));
     if (!ev.handlerRegs) throw this.diverge(`signal ${ev.signo} ran a handler but the trace has no handler registers`);

@@ -120,6 +120,9 @@ export interface ExecEvent extends EventBase {
   auxv: Uint8Array;
   /** Current program break right after exec. */
   brk: number;
+  /** RLIMIT_STACK soft limit in bytes (Number.MAX_SAFE_INTEGER: unlimited): how far the main
+   * stack grows on faults. Absent in traces of format 1.0 without it (replay assumes 8 MiB). */
+  stackLimit?: number;
 }
 
 /** One system call: the registers at entry, the result, and what it wrote. */
@@ -177,6 +180,14 @@ export interface SignalEvent extends EventBase {
   writes: MemoryWrite[];
   /** Registers at the handler's first instruction, when a handler ran. */
   handlerRegs?: Uint8Array;
+  /** Asynchronous, held back (no PMU) and delivered just before the thread's next syscall: `regs`
+   * are at its SYSCALL instruction (rax the syscall number), which runs after the handler returns.
+   * Otherwise an asynchronous signal is delivered where the previous event left the thread (a
+   * syscall's exit, a handler's entry). */
+  beforeSyscall?: boolean;
+  /** Asynchronous, without a handler (so `fatal`), delivered where it arrived in user code: without
+   * hardware ticks replay cannot find that point, but nothing of the process runs after it. */
+  inUserCode?: boolean;
 }
 
 /** A new process or thread created by fork/vfork/clone. */

@@ -85,6 +85,7 @@ export function checkEvent(e: unknown): string | null {
       if (!asBytes(e, 'fpregs')) return bad('fpregs');
       if (!asBytes(e, 'auxv')) return bad('auxv');
       if (!isNum(e.brk)) return bad('brk');
+      if (e.stackLimit !== undefined && !isNum(e.stackLimit)) return bad('stackLimit');
       return checkMappings(e.mappings, 'exec event: mappings');
     case 'rdtsc':
       if (!isNum(e.rip)) return bad('rip');
@@ -105,6 +106,8 @@ export function checkEvent(e: unknown): string | null {
       if (!asBytes(e, 'regs')) return bad('regs');
       if (typeof e.fatal !== 'boolean') return bad('fatal');
       if (e.handlerRegs !== undefined && !asBytes(e, 'handlerRegs')) return bad('handlerRegs');
+      if (e.beforeSyscall !== undefined && typeof e.beforeSyscall !== 'boolean') return bad('beforeSyscall');
+      if (e.inUserCode !== undefined && typeof e.inUserCode !== 'boolean') return bad('inUserCode');
       return checkWrites(e.writes, 'signal event: writes');
     case 'clone':
       if (!isInt(e.childPid)) return bad('childPid');

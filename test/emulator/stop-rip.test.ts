@@ -71,3 +71,82 @@ test('tick target stop in a loop of chained blocks leaves RIP at the next block'
   t.is(m.getReg('rax'), 500500n);
   m.close();
 });
+
+// The same stale RIP on a data fault: the faulting block is reached by a chained jump after a
+// `ret` stored EIP, so RIP holds the return address, not the block's start (a SIGSEGV probe after
+// a call replayed as a fault at the call's return address). Pages STACK + n*4096 are read for
+// n = 0, 1...; n = 16 is past the mapping.
+test('a data fault in a block reached by chained jumps after a ret is placed at the faulting instruction', (t) => {
+  const m = new Machine();
+  m.map(CODE, 0x1000, PROT_READ | PROT_EXEC);
+  const code = asm(`
+    xor ecx, ecx
+    mov rsi, ${STACK}
+1:  call f
+    jmp 2f
+2:  mov rax, rcx
+    shl rax, 12
+    mov rbx, qword ptr [rsi + rax]
+    inc ecx
+    jmp 1b
+f:  ret
+`);
+  m.write(CODE, code);
+  m.map(STACK, 0x10000, PROT_READ | PROT_WRITE);
+  m.setReg('rsp', BigInt(STACK + 0x8000));
+  m.setReg('rip', BigInt(CODE));
+  const load = CODE + code.indexOf(Buffer.from([0x48, 0x8b, 0x1c, 0x06]));
+  t.deepEqual(m.run(), { kind: 'memory-fault', rip: load, address: STACK + 0x10000, access: 'read', cause: 'unmapped' });
+  t.is(m.getReg('rip'), BigInt(load));
+  t.is(m.getReg('rcx'), 16n);
+  t.is(m.instructions, 2 + 16 * 8 + 5);
+  m.close();
+});
+
+// After a fault RIP holds what we set (the faulting instruction). When a later fault comes in a
+// chained block that contains that address, RIP is inside the block but stale: a stack grown by
+// faults (as replay does) had a call's push fault placed at the earlier store, which re-ran
+// `add rdi, 1` (a stack overflow SIGSEGV then came at a different depth than recorded).
+test('stack growth by faults: every fault is placed at its instruction, even with a stale RIP inside the block', (t) => {
+  const m = new Machine();
+  const TOP = 0x7f0000000, R0 = TOP - 0x100;
+  m.map(CODE, 0x1000, PROT_READ | PROT_EXEC);
+  const code = asm(`
+    xor edi, edi
+    call recurse
+    syscall
+recurse:
+    sub rsp, 0x408
+    mov byte ptr [rsp], dil
+    add rdi, 1
+    call recurse
+    add rsp, 0x408
+    ret
+`);
+  m.write(CODE, code);
+  const store = CODE + code.indexOf(Buffer.from([0x40, 0x88, 0x3c, 0x24]));
+  const call = store + 4 + 4;
+  m.map(TOP - 0x2000, 0x2000, PROT_READ | PROT_WRITE);
+  m.setReg('rsp', BigInt(R0));
+  m.setReg('rip', BigInt(CODE));
+  let low = TOP - 0x2000, callFaults = 0;
+  for (let i = 0; i < 300; i++) {
+    const s = m.run();
+    if (s.kind !== 'memory-fault') return t.fail(`stop ${s.kind}`);
+    const rsp = m.getReg('rsp'), rdi = m.getReg('rdi');
+    const frames = (BigInt(R0) - rsp) / 1040n;
+    if (s.rip === call) {
+      callFaults++;
+      t.is(s.address, Number(rsp) - 8);
+      if (rdi !== frames) return t.fail(`fault ${i} at the call: rdi ${rdi}, ${frames} frames`);
+    } else {
+      t.is(s.rip, store);
+      if (rdi !== frames - 1n) return t.fail(`fault ${i} at the store: rdi ${rdi}, ${frames} frames`);
+    }
+    const page = Math.floor(s.address / 4096) * 4096;
+    m.map(page, low - page, PROT_READ | PROT_WRITE);
+    low = page;
+  }
+  t.true(callFaults >= 3);
+  m.close();
+});

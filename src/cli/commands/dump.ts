@@ -40,11 +40,11 @@ export function describeEvent(n: number, ev: TraceEvent): Record<string, unknown
         ...(ev.noReturn ? { noReturn: true } : {}),
       };
     case 'exec':
-      return { ...base, path: ev.path, argv: ev.argv, mappings: ev.mappings.length, brk: ev.brk };
+      return { ...base, path: ev.path, argv: ev.argv, mappings: ev.mappings.length, brk: ev.brk, ...(ev.stackLimit !== undefined ? { stackLimit: ev.stackLimit } : {}) };
     case 'rdtsc':
       return { ...base, insn: ev.insn, rip: ev.rip, value: ev.value.toString(), ...(ev.aux !== undefined ? { aux: ev.aux } : {}) };
     case 'signal':
-      return { ...base, signo: ev.signo, code: ev.code, synchronous: ev.synchronous, fatal: ev.fatal, ...(ev.addr !== undefined ? { addr: ev.addr } : {}) };
+      return { ...base, signo: ev.signo, code: ev.code, synchronous: ev.synchronous, fatal: ev.fatal, ...(ev.addr !== undefined ? { addr: ev.addr } : {}), ...(ev.beforeSyscall ? { beforeSyscall: true } : {}), ...(ev.inUserCode ? { inUserCode: true } : {}) };
     case 'clone':
       return { ...base, childPid: ev.childPid, childTid: ev.childTid, flags: ev.flags };
     case 'switch':
@@ -68,7 +68,7 @@ function formatLine(n: number, ev: TraceEvent): string {
     case 'rdtsc':
       return `${head}${ev.insn.padEnd(7)} at ${hexAddr(ev.rip)} = ${ev.value}`;
     case 'signal':
-      return `${head}signal  ${ev.signo} code ${ev.code}${ev.synchronous ? ' synchronous' : ''}${ev.fatal ? ' fatal' : ''}${ev.addr !== undefined ? ` addr ${hexAddr(ev.addr)}` : ''}`;
+      return `${head}signal  ${ev.signo} code ${ev.code}${ev.synchronous ? ' synchronous' : ''}${ev.fatal ? ' fatal' : ''}${ev.addr !== undefined ? ` addr ${hexAddr(ev.addr)}` : ''}${ev.beforeSyscall ? ' before the next syscall' : ''}${ev.inUserCode ? ' in user code' : ''}`;
     case 'clone':
       return `${head}clone   child ${ev.childPid}/${ev.childTid} flags ${hexAddr(ev.flags)}`;
     case 'switch':

@@ -373,8 +373,10 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t 
       uc_reg_write(uc, UC_X86_REG_RIP, &now);
     }
     BlockInfo *cur = this->cur();
-    // A data access fault leaves RIP at the start of the translated block: find the instruction.
-    if (stop.kind == STOP_FAULT && stop.access != 2 && cur && now == cur->addr) {
+    // A data access fault leaves RIP at the start of the translated block, or (the block reached
+    // by a chained jump) wherever QEMU last stored it: the return address of a ret, or where we
+    // put it after the previous fault, even inside this block. Find the instruction.
+    if (stop.kind == STOP_FAULT && stop.access != 2 && cur) {
       uint64_t at = faultingInstruction(*cur, stop.address, stop.access);
       if (at != NONE) {
         now = at;
