@@ -414,7 +414,7 @@ export class DebugSession implements DebugTarget {
     this.syncEngine(th);
     const goal = this.mode.goal;
     const count = m.instructions;
-    const limits: RunLimits = { instructionBudget: count + SLICE };
+    const limits: RunLimits = { instructionBudget: SLICE };
     if (goal?.kind === 'thread' && th.tid === goal.tid) {
       if (count === goal.count) this.pause(th, 'goal');
       if (count > goal.count) throw new Error(`replay passed thread ${goal.tid}'s instruction ${goal.count} (at ${count})`);
@@ -440,7 +440,7 @@ export class DebugSession implements DebugTarget {
     }
     if (kind === 'watchpoint' && th.pid === this.pid && this.mode.watchpoints) {
       const w = stop as Extract<StopReason, { kind: 'watchpoint' }>;
-      const watch = this.matchingWatch(w.address, w.access);
+      const watch = this.matchingWatch(w.address, w.size, w.access);
       return this.hit(th, w.instructions, { kind: 'watchpoint', watch, address: w.address });
     }
     if (kind === 'breakpoint' || kind === 'watchpoint') return true;
@@ -476,9 +476,9 @@ export class DebugSession implements DebugTarget {
     throw new DrivePause(why, cause);
   }
 
-  private matchingWatch(address: number, access: 'read' | 'write'): WatchKind {
+  private matchingWatch(address: number, size: number, access: 'read' | 'write'): WatchKind {
     for (const w of this.watches.values()) {
-      if (address < w.address + w.length && w.address < address + 1 && (w.kind === 'access' || w.kind === access)) return w.kind;
+      if (address < w.address + w.length && w.address < address + size && (w.kind === 'access' || w.kind === access)) return w.kind;
     }
     return access;
   }

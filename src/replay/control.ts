@@ -5,6 +5,7 @@ import type { SignalEvent } from '../trace/schema.ts';
 import type { ReplayThread } from './replayer.ts';
 
 export interface RunLimits {
+  /** Stop at the first block boundary after this many more instructions. */
   instructionBudget?: number;
   /** Stop exactly when the engine's instruction counter reaches this value. */
   instructionTarget?: number;

@@ -448,7 +448,7 @@ export class Replayer {
     const m = this.machine;
     const th = this.current!;
     for (;;) {
-      const limits = this.control?.beforeRun(th) ?? { instructionBudget: m.instructions + SLICE };
+      const limits = this.control?.beforeRun(th) ?? { instructionBudget: SLICE };
       const before = m.instructions;
       const stop = m.run(limits);
       this.clock += m.instructions - before;
