@@ -440,8 +440,7 @@ export class DebugSession implements DebugTarget {
     }
     if (kind === 'watchpoint' && th.pid === this.pid && this.mode.watchpoints) {
       const w = stop as Extract<StopReason, { kind: 'watchpoint' }>;
-      const watch = this.matchingWatch(w.address, w.size, w.access);
-      return this.hit(th, w.instructions, { kind: 'watchpoint', watch, address: w.address });
+      return this.hit(th, w.instructions, this.watchCause(w.address, w.size, w.access));
     }
     if (kind === 'breakpoint' || kind === 'watchpoint') return true;
     if (kind === 'budget' || kind === 'instruction-target') {
@@ -476,11 +475,15 @@ export class DebugSession implements DebugTarget {
     throw new DrivePause(why, cause);
   }
 
-  private matchingWatch(address: number, size: number, access: 'read' | 'write'): WatchKind {
+  /** The watchpoint an access hit, and the address to report: inside the watched range (gdb
+   * finds its watchpoint by that address; an access may start below the range). */
+  private watchCause(address: number, size: number, access: 'read' | 'write'): StopCause {
     for (const w of this.watches.values()) {
-      if (address < w.address + w.length && w.address < address + size && (w.kind === 'access' || w.kind === access)) return w.kind;
+      if (address < w.address + w.length && w.address < address + size && (w.kind === 'access' || w.kind === access)) {
+        return { kind: 'watchpoint', watch: w.kind, address: Math.max(address, w.address) };
+      }
     }
-    return access;
+    return { kind: 'watchpoint', watch: access, address };
   }
 
   /** Puts the session's breakpoints and watchpoints into the engine a thread runs in. */
