@@ -9,7 +9,7 @@ import { Replayer, type ReplayerSnapshot, type ReplayThread } from '../replay/re
 import { PROGRAM_FILES_EXTRA } from '../recorder/program-files.ts';
 import type { TraceReader } from '../trace/reader.ts';
 import { getReg } from '../replay/registers.ts';
-import type { Bytes, ExecEvent, SignalEvent, TraceEvent } from '../trace/schema.ts';
+import type { Bytes, ExecEvent, Mapping, SignalEvent, TraceEvent } from '../trace/schema.ts';
 import type { DebugTarget, ResumeRequest, Stop, StopCause, WatchKind } from './target.ts';
 
 /** Fewest instructions between checkpoints. The interval grows so that taking checkpoints (copying
@@ -179,6 +179,8 @@ export class DebugSession implements DebugTarget {
   /** A kept file by path; gdb may name a library by another path to the same file (the dynamic
    * loader's /lib/... where the mapping said /usr/lib/...), so a unique base name matches too. */
   file(path: string): Uint8Array | undefined {
+    const proc = /^\/proc\/(\d+)(?:\/task\/\d+)?\/maps$/.exec(path);
+    if (proc) return Number(proc[1]) === this.pid && this.here ? Buffer.from(this.procMaps()) : undefined;
     const files = this.keptFiles();
     let bytes = Object.hasOwn(files, path) ? files[path] : undefined;
     if (bytes === undefined) {
@@ -388,11 +390,33 @@ export class DebugSession implements DebugTarget {
   private interruptCause = false;
 
   private noteEvent(ev: TraceEvent): void {
-    if (ev.kind === 'exec') this.images.set(ev.pid, ev);
-    else if (ev.kind === 'clone' && ev.childPid !== ev.pid) {
+    if (ev.kind === 'exec') {
+      this.images.set(ev.pid, ev);
+      this.mappingNames.set(ev.pid, new Map(ev.mappings.map((m) => [m.start, m])));
+    } else if (ev.kind === 'clone' && ev.childPid !== ev.pid) {
       const parent = this.images.get(ev.pid);
       if (parent) this.images.set(ev.childPid, parent);
+      this.mappingNames.set(ev.childPid, new Map(this.mappingNames.get(ev.pid)));
+    } else if (ev.kind === 'syscall' && ev.mappings) {
+      const names = this.mappingNames.get(ev.pid);
+      for (const m of ev.mappings) names?.set(m.start, m);
     }
+  }
+
+  /** Name and file offset of the mappings by start address (exec image, then mmaps of files). */
+  private readonly mappingNames = new Map<number, Map<number, Mapping>>();
+
+  /** /proc/PID/maps of the process here, from the engine's regions and the recorded names. */
+  private procMaps(): string {
+    const m = this.replayer.machineOf(this.pid);
+    if (!m) return '';
+    const names = this.mappingNames.get(this.pid);
+    const hex = (n: number) => n.toString(16).padStart(8, '0');
+    return m.regions().map((r) => {
+      const named = names?.get(r.start);
+      const prot = `${r.prot & 1 ? 'r' : '-'}${r.prot & 2 ? 'w' : '-'}${r.prot & 4 ? 'x' : '-'}p`;
+      return `${hex(r.start)}-${hex(r.end)} ${prot} ${hex(named?.fileOffset ?? 0)} 00:00 0${named?.name ? ` ${named.name}` : ''}\n`;
+    }).join('');
   }
 
   private image(): ExecEvent {

@@ -286,3 +286,12 @@ test.serial('--port serves one gdb connection and exits when gdb detaches', asyn
   t.regex(g, /\$2 = 1\n/, g);
   t.is(await exited, 0);
 });
+
+test.serial('info proc mappings: the regions of the replayed process, with the program and libc named', (t) => {
+  const g = gdb(basicTrace, ['break main', 'continue', 'info proc mappings']);
+  t.regex(g.out[2], /^process \d+\nMapped address spaces:\n/, g.all);
+  t.regex(g.out[2], /debug_basic-[0-9a-f]+\n/, g.all);
+  t.regex(g.out[2], /\/libc\.so\.6\n/, g.all);
+  t.regex(g.out[2], /\[stack\]\n/, g.all);
+  t.notRegex(g.stderr, /unable to open \/proc file/, g.all);
+});
