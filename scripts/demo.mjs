@@ -41,6 +41,15 @@ try {
     );
     if (!same) failed = true;
   }
+  // Debugging the first recording with gdb, backwards too: ls's second statx(), back to the first,
+  // then back to the start of the recording.
+  const gdbArgs = ['debug', join(dir, 'demo-0.rrz'), '--', '-batch', '-nx', '-ex', 'set breakpoint pending on', '-ex', 'break statx',
+    '-ex', 'continue', '-ex', 'continue', '-ex', 'reverse-continue', '-ex', 'reverse-continue'];
+  const dbg = step('debug', gdbArgs, true);
+  const hits = (dbg.stdout.toString().match(/^Breakpoint 1, /gm) ?? []).length;
+  const back = /No more reverse-execution history/.test(dbg.stdout.toString());
+  process.stderr.write(`\n${dbg.status === 0 && hits === 3 && back ? 'OK' : 'MISMATCH'}: gdb on the replay of ls: 2 statx() calls forward, 1 backward, then the start of the recording\n`);
+  if (!(dbg.status === 0 && hits === 3 && back)) failed = true;
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -177,16 +177,23 @@ export class DebugSession implements DebugTarget {
   }
 
   /** A kept file by path; gdb may name a library by another path to the same file (the dynamic
-   * loader's /lib/... where the mapping said /usr/lib/...), so a unique base name matches too. */
+   * loader's /lib/... where the mapping said /usr/lib/..., a soname symlink), so a unique base
+   * name matches too, then a unique versioned one. */
   file(path: string): Uint8Array | undefined {
     const proc = /^\/proc\/(\d+)(?:\/task\/\d+)?\/maps$/.exec(path);
     if (proc) return Number(proc[1]) === this.pid && this.here ? Buffer.from(this.procMaps()) : undefined;
     const files = this.keptFiles();
     let bytes = Object.hasOwn(files, path) ? files[path] : undefined;
     if (bytes === undefined) {
+      // libfoo.so.0 (the soname the loader opened) names the file libfoo.so.0.11.2 it links to.
       const base = path.slice(path.lastIndexOf('/') + 1);
-      const same = Object.keys(files).filter((p) => p.endsWith(`/${base}`));
-      if (same.length === 1) bytes = files[same[0]];
+      for (const named of [(p: string) => p.endsWith(`/${base}`), (p: string) => p.slice(p.lastIndexOf('/') + 1).startsWith(`${base}.`)]) {
+        const same = Object.keys(files).filter(named);
+        if (same.length === 1) {
+          bytes = files[same[0]];
+          break;
+        }
+      }
     }
     return bytes === undefined ? undefined : this.reader.bytes(bytes);
   }
