@@ -954,6 +954,31 @@ static struct thread *find_signal_waiter(void) {
   return NULL;
 }
 
+// execve from thread `x`, not the leader: the kernel killed the other threads (the non-leader ones
+// report their end as an exit(0), recorded as it comes), and the leader's end is reported to no one;
+// `x` takes the leader's tid and its old tid vanishes without a report. The execve event belongs to
+// `x` (under its old tid), the leader's end is written here, and the exec event and everything after
+// are the leader tid's: replay retires the old threads and starts the new image as the process's.
+static void exec_takes_leader(struct thread *x, struct thread *leader) {
+  pid_t pid = leader->tid;
+  if (x->execed && x->in_recorded_syscall) {
+    x->sc.result = 0;
+    emit_syscall(x, true);
+  }
+  x->in_recorded_syscall = false;
+  ev_prefix(leader);
+  buf_u32(&rec, 0);  // not by a signal
+  buf_u32(&rec, 0);  // status 0, as the kernel reports its non-leader threads killed by an exec
+  buf_u32(&rec, 0);  // not the process's end
+  emit(REC_EXIT);
+  remove_thread(leader);
+  x->tid = pid;
+  x->sc.pid = pid;
+  if (x->memfd >= 0) close(x->memfd);  // record_exec opens the new image's memory
+  x->memfd = x->sc.memfd = -1;
+  last_ran_set(pid, pid);
+}
+
 int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
   opts = o;
   struct thread *first = add_thread(child, child);
@@ -1045,6 +1070,15 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
       continue;
     }
     if (!WIFSTOPPED(st) || t->fresh) continue;
+    if ((st >> 16) == PTRACE_EVENT_EXEC) {
+      // An exec from a thread other than the leader is reported on the leader's tid, which the
+      // exec'ing thread has taken: it goes on from here as that thread.
+      unsigned long former = 0;
+      if (ptrace(PTRACE_GETEVENTMSG, w, 0, &former) == 0 && (pid_t)former != w) {
+        struct thread *x = find_thread((pid_t)former);
+        if (x) { exec_takes_leader(x, t); t = x; }
+      }
+    }
     int r;
     if (t->state == T_BLOCKED || t->state == T_HELD) {
       // Back from a syscall it waited in while a sibling ran: its turn comes at the next switch.
