@@ -361,9 +361,11 @@ export class Replayer {
   }
 
   private applyExec(ev: ExecEvent): void {
-    const old = this.threads.get(ev.tid);
-    const stackLimit = ev.stackLimit ?? old?.space.stackLimit;
-    if (old) this.retireThread(old);
+    // The new image has one thread: every thread of the old one ends, the exec'ing one included
+    // (an exec from a thread other than the leader takes the leader's tid; its own tid vanishes).
+    const old = [...this.threads.values()].filter((t) => t.pid === ev.pid);
+    const stackLimit = ev.stackLimit ?? (this.threads.get(ev.tid) ?? old[0])?.space.stackLimit;
+    for (const th of old) this.retireThread(th);
     this.firstPid ??= ev.pid;
     let space: AddressSpace;
     try {
