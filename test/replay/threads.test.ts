@@ -4,6 +4,8 @@
 import test, { type ExecutionContext } from 'ava';
 import { fixture } from '../helpers/fixtures.ts';
 import { cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
+import { Replayer } from '../../src/replay/replayer.ts';
+import { TraceReader } from '../../src/trace/reader.ts';
 
 const pthread = (name: string) => fixture(name, ['-O1', '-pthread']);
 
@@ -20,7 +22,7 @@ function same(t: ExecutionContext, command: string[], expected: string): RoundTr
   return rt;
 }
 
-interface DumpEvent { kind: string; pid: number; tid: number }
+interface DumpEvent { kind: string; pid: number; tid: number; syscall?: string; noReturn?: boolean; processExit?: boolean; argv?: string[] }
 function events(trace: string): DumpEvent[] {
   const r = cli(['dump', '--json', trace]);
   return JSON.parse(r.stdout.toString());
@@ -98,4 +100,84 @@ test.serial('a thread spinning in user code while another waits stops the record
   // What was recorded replays, up to the incomplete end.
   t.is(rt.summary.divergence, null, rt.replayed.stderr);
   t.is(rt.replayed.stdout.toString(), 'spinning\n');
+});
+
+// exec while other threads live: the kernel ends them and the new image runs as the process's
+// only thread, with the process's pid as its tid (an exec'ing thread other than the main one takes
+// it; its own tid vanishes without a report).
+interface Info { complete: boolean; threads: number; processes: { pid: number; argv: string[]; threads: number[]; exitCode?: number | null; exitSignal?: number | null }[] }
+const info = (trace: string): Info => JSON.parse(cli(['info', '--json', trace]).stdout.toString());
+
+/** Checks an exec from thread `execer` of a process of `threads` threads, all of which but the
+ * exec'ing one end with an exit event before the exec event. Returns the process's pid. */
+function execAmongThreads(t: ExecutionContext, rt: RoundTrip, threads: number, fromMain: boolean, argv: string[]): number {
+  const evs = events(rt.trace);
+  const i = info(rt.trace);
+  t.true(i.complete);
+  t.is(i.processes.length, 1);
+  const p = i.processes[0];
+  t.deepEqual(p.argv, argv);
+  t.is(p.threads.length, threads);
+  t.is(i.threads, threads);
+  t.is(p.exitCode, 0);
+  t.is(p.exitSignal, null);
+  const execs = evs.filter((e) => e.kind === 'exec');
+  t.is(execs.length, 2);
+  const exec = evs.indexOf(execs[1]);
+  t.is(execs[1].pid, p.pid);
+  t.is(execs[1].tid, p.pid);
+  // The execve event is the exec'ing thread's, just before the exec event (after the leader's end
+  // when another thread exec'ed).
+  const execve = evs.slice(0, exec).reverse().find((e) => e.kind === 'syscall');
+  t.is(execve?.syscall, 'execve');
+  t.true(execve?.noReturn);
+  t.is(execve!.tid === p.pid, fromMain);
+  // Every other thread of the old image ended before the new image ran; the new image is one thread.
+  const before = evs.slice(0, exec);
+  const ended = new Set(before.filter((e) => e.kind === 'exit').map((e) => e.tid));
+  t.false(before.some((e) => e.kind === 'exit' && e.processExit));
+  t.deepEqual([...ended].sort(), p.threads.filter((tid) => tid !== execve!.tid).sort());
+  const after = evs.slice(exec);
+  t.deepEqual(new Set(after.map((e) => e.tid)), new Set([p.pid]));
+  t.is(after.filter((e) => e.kind === 'exit' && e.processExit).length, 1);
+  return p.pid;
+}
+
+test.serial('exec from the main thread while a second thread sleeps', (t) => {
+  const rt = same(t, [pthread('thread_exec'), 'main'], 'two threads, now exec\nafter exec from the main thread\n');
+  execAmongThreads(t, rt, 2, true, ['echo', 'after exec from the main thread']);
+});
+
+test.serial('exec from the main thread while four other threads live, three of them waiting in the kernel', (t) => {
+  const rt = same(t, [pthread('thread_exec'), 'main', '3'], 'two threads, now exec\nafter exec from the main thread\n');
+  execAmongThreads(t, rt, 5, true, ['echo', 'after exec from the main thread']);
+});
+
+test.serial('exec from a second thread while the main thread waits in pthread_join: it takes the process\'s pid', (t) => {
+  const started = Date.now();
+  const rt = same(t, [pthread('thread_exec'), 'second'], 'two threads, now exec\nafter exec from the second thread\n');
+  t.true(Date.now() - started < 8000, 'the recorder waited for the exec\'ing thread\'s vanished tid');
+  const pid = execAmongThreads(t, rt, 2, false, ['echo', 'after exec from the second thread']);
+  // Replay: from the exec event on, the process has one thread, the new image's, under its pid.
+  const reader = TraceReader.open(rt.trace);
+  const replayer = new Replayer(reader, {});
+  try {
+    for (const ev of reader.events(0)) {
+      replayer.apply(ev);
+      replayer.eventNumber++;
+      if (ev.kind === 'exec' && replayer.eventNumber > 1) {
+        t.deepEqual(replayer.threadsOf(pid).map((x) => x.tid), [pid]);
+        t.is(replayer.machineOf(pid), replayer.threadsOf(pid)[0].space.machine);
+        break;
+      }
+    }
+  } finally {
+    replayer.closeAll();
+    reader.close();
+  }
+});
+
+test.serial('exec from a second thread while the main thread and three more threads wait in the kernel', (t) => {
+  const rt = same(t, [pthread('thread_exec'), 'second', '3'], 'two threads, now exec\nafter exec from the second thread\n');
+  execAmongThreads(t, rt, 5, false, ['echo', 'after exec from the second thread']);
 });
