@@ -1007,6 +1007,17 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
       if (errno == EINTR && ra_tick) {
         ra_tick = 0;
         struct thread *sp = find_spinner();
+        if (sp && sp->entry_stop && sp->in_recorded_syscall) {
+          // Not spinning: waiting in a syscall that writes memory, which only runs alone.
+          long nr = (long)sp->sc.entry.orig_rax;
+          char call[96];
+          if (nr == SYS_futex) snprintf(call, sizeof call, "futex (op %llu%s)", (unsigned long long)(sp->sc.entry.rsi & 127), (sp->sc.entry.rsi & 127) == 6 ? ", FUTEX_LOCK_PI: a contended priority-inheritance mutex" : "");
+          else snprintf(call, sizeof call, "%s", syscall_name(nr));
+          char what[256];
+          snprintf(what, sizeof what, "thread %d of process %d has waited %.0f s in %s while another thread waited to run", sp->tid, sp->pid, spin_seconds, call);
+          stop_recording(sp->tid, "%s: without a PMU the recorder runs one thread at a time and lets only syscalls that write no memory wait while a sibling runs (futex waits, sleeps, yields); this one writes memory and waits for a sibling, so it cannot be recorded yet", what);
+          return 1;
+        }
         if (sp) {
           char what[160];
           snprintf(what, sizeof what, "thread %d of process %d ran %.0f s without a syscall while another thread waited to run", sp->tid, sp->pid, spin_seconds);

@@ -102,6 +102,25 @@ test.serial('a thread spinning in user code while another waits stops the record
   t.is(rt.replayed.stdout.toString(), 'spinning\n');
 });
 
+test.serial('a priority-inheritance mutex: uncontended it records and replays; contended, the recording stops naming FUTEX_LOCK_PI', (t) => {
+  const rt = recordAndReplay([pthread('thread_pi')]);
+  t.teardown(rt.cleanup);
+  t.is(rt.recorded.stdout.toString(), 'counter 60000\n', rt.recorded.stderr);
+  t.is(rt.summary.divergence, null, rt.replayed.stderr);
+  t.is(rt.replayed.stdout.toString(), 'counter 60000\n');
+  process.env.RA_SPIN_TIMEOUT = '1';
+  let contended: RoundTrip;
+  try {
+    contended = recordAndReplay([pthread('thread_pi'), 'contended']);
+  } finally {
+    delete process.env.RA_SPIN_TIMEOUT;
+  }
+  t.teardown(contended.cleanup);
+  t.not(contended.recorded.status, 0);
+  t.regex(contended.recorded.stderr, /has waited 1 s in futex \(op 6, FUTEX_LOCK_PI: a contended priority-inheritance mutex\) while another thread waited to run: .*cannot be recorded yet/);
+  t.is(contended.summary.divergence, null, contended.replayed.stderr);
+});
+
 // exec while other threads live: the kernel ends them and the new image runs as the process's
 // only thread, with the process's pid as its tid (an exec'ing thread other than the main one takes
 // it; its own tid vanishes without a report).
