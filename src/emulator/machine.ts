@@ -39,7 +39,8 @@ interface NativeMachine {
   setCounters(ticks: number, instructions: number, rep?: number): void;
   run(tickTarget: number | undefined, budget: number | undefined, step: boolean, instructionTarget?: number): NativeStop;
   setBreakpoints(addrs: number[]): void;
-  setWatchpoints(list: Watchpoint[]): void;
+  setWatchpoints(list: Watchpoint[], collect?: boolean): void;
+  takeWatchHits(): WatchHits;
   recentBlocks(): { address: number; size: number }[];
   disassemble(addr: number, count: number): NativeInsn[];
   close(): void;
@@ -98,6 +99,31 @@ export type StopReason =
 
 /** A watched range: run() stops after a guest instruction whose access of that kind overlaps it. */
 export interface Watchpoint { address: number; length: number; kind: 'write' | 'read' | 'access' }
+
+/**
+ * Hits collected in collect mode (Machine.setWatchpoints(list, { collect: true })) since the last
+ * takeWatchHits(). `count`: how many the precise mode would have stopped for (one per instruction
+ * execution whose access overlaps a watch of its kind; one per iteration of a rep string
+ * instruction). `last`: the latest, as the precise mode's stop would report it: `instructions`
+ * is the counter once that instruction retired (the precise stop's `instructions`).
+ */
+export interface WatchHits {
+  count: number;
+  last?: {
+    rip: number;
+    address: number;
+    size: number;
+    access: 'read' | 'write';
+    instructions: number;
+    /**
+     * Present (true) when more than one instruction of the block could have made the access and
+     * the one reported is a guess (SSE/x87/LOCK/helper accesses, for which Unicorn 2.0.1 does not
+     * store RIP, whose address registers change in between; see docs/emulator.md). Use the
+     * precise mode over that stretch then.
+     */
+    ambiguous?: true;
+  };
+}
 
 export interface Region { start: number; end: number; prot: number }
 export interface Instruction { address: number; bytes: Uint8Array; text: string }
@@ -243,9 +269,22 @@ export class Machine {
    * here. Writes through write() (the kernel's, the replayer's) never do. An instruction that
    * faults after touching a watched range is not reported (it did not retire; it runs again).
    * Cost while any watchpoint is set: about 7 ns per instruction (see docs/emulator.md).
+   *
+   * `{ collect: true }`: collect mode, for scans that only need the hits (reverse-continue). run()
+   * and step() never stop for a hit; each one is counted and the latest kept, for takeWatchHits().
+   * Same hits as the precise mode (same overlap rules, one per instruction execution, write() never,
+   * not an instruction that faults or raises an exception: it did not retire), with no
+   * per-instruction hook: the cost is the memory hooks' alone (see docs/emulator.md). All other
+   * stops are as without watchpoints. The mode can change (or the list be emptied) between any
+   * two runs; hits collected so far stay until takeWatchHits().
    */
-  setWatchpoints(list: Watchpoint[]): void {
-    this.#m.setWatchpoints(Array.isArray(list) ? list.map((w) => ({ address: w?.address, length: w?.length, kind: w?.kind })) : list);
+  setWatchpoints(list: Watchpoint[], options: { collect?: boolean } = {}): void {
+    this.#m.setWatchpoints(Array.isArray(list) ? list.map((w) => ({ address: w?.address, length: w?.length, kind: w?.kind })) : list, options?.collect === true);
+  }
+
+  /** Returns the hits collected in collect mode since the last call, and clears them. */
+  takeWatchHits(): WatchHits {
+    return this.#m.takeWatchHits();
   }
 
   /** The last (up to 16) blocks entered, oldest first. */

@@ -77,6 +77,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
                            InstanceMethod("run", &NativeMachine::Run),
                            InstanceMethod("setBreakpoints", &NativeMachine::SetBreakpoints),
                            InstanceMethod("setWatchpoints", &NativeMachine::SetWatchpoints),
+                           InstanceMethod("takeWatchHits", &NativeMachine::TakeWatchHits),
                            InstanceMethod("recentBlocks", &NativeMachine::RecentBlocks),
                            InstanceMethod("disassemble", &NativeMachine::Disassemble),
                            InstanceMethod("close", &NativeMachine::Close),
@@ -280,7 +281,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     guard(env, [&] { mm.setBreakpoints(v); return 0; });
     return env.Undefined();
   }
-  // setWatchpoints([{ address, length, kind: 'write' | 'read' | 'access' }])
+  // setWatchpoints([{ address, length, kind: 'write' | 'read' | 'access' }], collect?)
   Napi::Value SetWatchpoints(const Napi::CallbackInfo &info) {
     auto env = info.Env();
     Machine &mm = M(env);
@@ -299,8 +300,30 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
         throw Napi::TypeError::New(env, "setWatchpoints: kind must be 'write', 'read' or 'access'");
       v.push_back({a, a + n, k != "write", k != "read"});
     }
-    guard(env, [&] { mm.setWatchpoints(v); return 0; });
+    bool collect = info.Length() > 1 && info[1].ToBoolean().Value();
+    guard(env, [&] { mm.setWatchpoints(v, collect); return 0; });
     return env.Undefined();
+  }
+  // takeWatchHits() -> { count, last?: { rip, address, size, access, instructions, ambiguous? } }, and clears them
+  Napi::Value TakeWatchHits(const Napi::CallbackInfo &info) {
+    auto env = info.Env();
+    Machine &mm = M(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("count", double(mm.hitCount));
+    if (mm.haveLast) {
+      const ra::WatchHit &h = mm.lastHit;
+      Napi::Object l = Napi::Object::New(env);
+      l.Set("rip", double(h.rip));
+      l.Set("address", double(h.address));
+      l.Set("size", double(h.size));
+      l.Set("access", h.write ? "write" : "read");
+      l.Set("instructions", double(h.instructions));
+      if (h.ambiguous) l.Set("ambiguous", true);
+      o.Set("last", l);
+    }
+    mm.hitCount = 0;
+    mm.haveLast = mm.havePrev = false;
+    return o;
   }
   Napi::Value RecentBlocks(const Napi::CallbackInfo &info) {
     auto env = info.Env();

@@ -100,6 +100,8 @@ void Machine::decode(uint64_t addr, uint32_t size, size_t slot) {
   b.target = NONE;
   b.lastAddr = NONE;
   b.lastRep = false;
+  b.mem.clear();
+  b.memReady = b.memUnsynced = false;
   b.ninsns = 0;
   b.jcc = 0;
   const uint8_t *code = b.bytes.data();

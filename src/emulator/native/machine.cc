@@ -233,6 +233,7 @@ void Machine::close() {
   regions.clear();
   if (csInsn) cs_free(csInsn, 1), csInsn = nullptr;
   if (cs) cs_close(&cs), cs = 0;
+  if (csDetail) cs_close(&csDetail), csDetail = 0;
 }
 
 void Machine::addStopHook(uint64_t addr) {
@@ -491,6 +492,9 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t 
     break;
   }
   if (result.kind == STOP_WATCH) result.instructions = instructions;
+  // Collect mode: a hit by the instruction that faulted or raised an exception is not one (it did
+  // not retire). (A data fault whose instruction fault.cc cannot find is not matched.)
+  if (watchCollect && ((result.kind == STOP_FAULT && result.access != 2) || result.kind == STOP_INTERRUPT)) collectUndo(result.rip);
   // A hit by an instruction that did not retire (it faulted, or raised an interrupt) is dropped:
   // the instruction runs again.
   watchPending = watchBefore = watchHitSmc = false;

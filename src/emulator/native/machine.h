@@ -49,6 +49,30 @@ constexpr uint64_t KEY_SLOW = 1ull << 31;
 constexpr uint64_t KEY_FORCE = 1ull << 30;
 constexpr uint64_t KEY_SIZE = KEY_FORCE - 1;  // block sizes are below 2^16
 
+// One memory operand of an instruction (collect.cc): address = disp + base + index * scale (+ fs/gs
+// base), from the registers at the time of the access.
+struct MemOp {
+  int base = 0, index = 0;  // capstone x86_reg (0: none)
+  int scale = 1;
+  int64_t disp = 0;
+  int seg = 0;              // 1 fs, 2 gs
+  uint32_t size = 0;        // bytes
+  bool read = false, write = false;
+  bool any = false;         // the address cannot be computed (xlat, enter, bt with a register offset)
+  bool wide = false;        // a helper touches [ea, ea + size) in pieces we do not model (fxsave...)
+};
+
+// What collect mode needs about one instruction of a block.
+struct MemInsn {
+  uint64_t addr = 0;
+  bool synced = false;  // every access goes through Unicorn's gen_op_ld_v/gen_op_st_v, which store RIP
+  bool read = false, write = false;
+  uint8_t readPieces = 0, writePieces = 0;  // accesses of each kind Unicorn makes (8-byte pieces)
+  uint16_t addrRegs = 0;                    // general registers its addresses depend on (bit per GPR)
+  uint16_t writesRegs = 0;                  // general registers it writes
+  std::vector<MemOp> ops;
+};
+
 // Facts about one translated block, decoded once with capstone (blocks.cc).
 struct BlockInfo {
   uint64_t addr = NONE;
@@ -62,6 +86,11 @@ struct BlockInfo {
   const uint8_t *host = nullptr;  // host bytes of the block when contiguous, else null
   std::vector<uint8_t> bytes;     // the bytes decoded, compared on every execution (SMC check)
   std::vector<uint16_t> offsets;  // instruction start offsets
+  // Collect-mode watchpoints (collect.cc): what each instruction's memory accesses are, decoded
+  // with capstone detail the first time a watched access happens in the block (decode() resets it).
+  std::vector<MemInsn> mem;
+  bool memReady = false;
+  bool memUnsynced = false;  // some instruction accesses memory without Unicorn storing RIP first
 };
 
 enum StopKind {
@@ -87,6 +116,16 @@ struct Stop {
 struct Watch {
   uint64_t lo, hi;
   bool read, write;
+};
+
+// A collect-mode watchpoint hit (collect.cc).
+struct WatchHit {
+  uint64_t rip = 0, address = 0, instructions = 0;
+  uint32_t size = 0;
+  bool write = false;
+  bool ambiguous = false;  // more than one instruction of its block could have made the access
+  bool smc = false;        // a store into its own block (QEMU may run the instruction again alone)
+  uint32_t ring = 0;       // ringPos when it was made: the block execution
 };
 
 struct Machine {
@@ -124,7 +163,8 @@ struct Machine {
   bool targetInBlock(uint64_t addr, size_t slot, uint32_t counted);
 
   // watch.cc
-  void setWatchpoints(const std::vector<Watch> &list);
+  // collect: no stop on hits; they are counted and the last one kept (collect.cc, takeWatchHits).
+  void setWatchpoints(const std::vector<Watch> &list, bool collect = false);
   // A guest access [addr, addr+size) by the instruction at rip (NONE: read RIP): records the
   // first one that overlaps a watch of its kind in this instruction (watchPending).
   void watchAccess(uint64_t addr, uint32_t size, bool write, uint64_t rip);
@@ -139,6 +179,36 @@ struct Machine {
   // The hit is a store into the current block's own bytes: QEMU's precise self-modifying-code
   // path may abandon the instruction before the store and run it again as a block of its own.
   bool watchHitSmc = false;
+
+  // collect.cc: collect mode (setWatchpoints(list, true)): only the memory hooks exist; run()
+  // never stops for a hit. Each hit is attributed to its instruction and counted.
+  bool watchCollect = false;
+  uint64_t hitCount = 0;
+  WatchHit lastHit, prevHit;  // prevHit: the one before lastHit (lastHit may be undone: a fault)
+  bool haveLast = false, havePrev = false;
+  // A guest access the memory hook saw in collect mode (rip NONE: attribute it to an
+  // instruction of the current block), or made by an emulated instruction at rip (emulated).
+  void collectAccess(uint64_t addr, uint32_t size, bool write, uint64_t rip, bool emulated);
+  // The run stopped with a fault or exception at rip: the instruction did not retire, a hit it
+  // made is not one.
+  void collectUndo(uint64_t rip);
+  // The current block execution (ringPos) and the instruction of it that made the last access
+  // seen, with what it accessed so far (collect.cc attribute()).
+  uint32_t execRing = ~0u;
+  int execPos = 0;
+  uint8_t execReads = 0, execWrites = 0;
+  struct Seen { uint64_t addr; uint32_t size; bool write; };
+  Seen execSeen[8];
+  uint8_t execSeenN = 0;
+  // Unicorn 2.0.1 calls a read hook again for the two aligned halves of a read that crosses a
+  // page (load_helper splits it), right after the read itself: those calls are not guest
+  // accesses. splitHalf(addr, size) for each read the hook sees: true for such a half. (The hooks
+  // reach 7 bytes above the watched ranges so that the read itself is always seen first.)
+  bool splitHalf(uint64_t addr, uint32_t size);
+  uint64_t splitA = NONE, splitB = NONE;
+  uint32_t splitSize = 0;
+  csh csDetail = 0;  // capstone with detail, for the collect-mode decoder
+  uint64_t collectLo = 0, collectHi = 0;  // the memory hooks' bounds (inclusive)
   // Whether a hook at addr that sees watchPending stops there: the first instruction boundary
   // after the hitting instruction retired. Not the hitting instruction itself before it runs
   // (watchBefore), nor when QEMU runs it again (watchHitSmc: the hit is dropped, it comes again).

@@ -10,6 +10,9 @@
 //   that instruction runs, with RIP and RFLAGS exact: the state is exactly the one just after the
 //   accessing instruction. If that instruction ended its block, the next block's hook stops first.
 //
+// Collect mode (setWatchpoints(list, true), collect.cc) keeps only the two memory hooks and never
+// stops: hits are attributed to their instruction, counted, and the last one kept.
+//
 // Why not a cheaper scheme (measured and tried, see docs/emulator.md): a memory hook's uc_emu_stop
 // lets the rest of the translated block run; write-protecting the watched pages makes only their
 // accesses slow, but the hook cannot stop after the access either, and aborting the access leaves
@@ -21,6 +24,11 @@ namespace ra {
 
 static void onWatchMem(uc_engine *, uc_mem_type type, uint64_t addr, int size, int64_t, void *ud) {
   static_cast<Machine *>(ud)->watchAccess(addr, uint32_t(size), type == UC_MEM_WRITE, NONE);
+}
+
+// Collect mode: the same bounded hooks, no code hook; the hit is attributed and counted (collect.cc).
+static void onCollectMem(uc_engine *, uc_mem_type type, uint64_t addr, int size, int64_t, void *ud) {
+  static_cast<Machine *>(ud)->collectAccess(addr, uint32_t(size), type == UC_MEM_WRITE, NONE, false);
 }
 
 static __attribute__((noinline)) void watchCodeSlow(uc_engine *uc, uint64_t addr, uint32_t size, Machine *m) {
@@ -37,6 +45,8 @@ static void onWatchCode(uc_engine *uc, uint64_t addr, uint32_t size, void *ud) {
 }
 
 void Machine::watchAccess(uint64_t addr, uint32_t size, bool write, uint64_t at) {
+  // (from the FXSAVE pre-hook, at = its address, or an emulated instruction, at = NONE)
+  if (watchCollect) return collectAccess(addr, size, write, at, at == NONE);
   if (watchPending || stopping) return;  // the first hit of the instruction is reported
   for (const Watch &w : watches) {
     if (!(write ? w.write : w.read) || !(addr < w.hi && w.lo < addr + size)) continue;
@@ -55,13 +65,15 @@ void Machine::watchAccess(uint64_t addr, uint32_t size, bool write, uint64_t at)
   }
 }
 
-void Machine::setWatchpoints(const std::vector<Watch> &list) {
+void Machine::setWatchpoints(const std::vector<Watch> &list, bool collect) {
   check();
   for (const Watch &w : list)
     if (w.hi <= w.lo || (!w.read && !w.write)) throw Error("setWatchpoints: empty range or no access kind");
-  bool hadAny = !watches.empty();
+  bool hadCode = watchCodeHook != 0;
   bool hadRead = watchReadHook != 0, hadWrite = watchWriteHook != 0;
   watches = list;
+  watchCollect = collect && !list.empty();
+  splitSize = 0;
   bool needRead = false, needWrite = false;
   watchLo = NONE;
   watchHi = 0;
@@ -71,21 +83,27 @@ void Machine::setWatchpoints(const std::vector<Watch> &list) {
     if (w.lo < watchLo) watchLo = w.lo;
     if (w.hi > watchHi) watchHi = w.hi;
   }
-  uint64_t lo = watchLo < 15 ? 0 : watchLo - 15, hi = watchHi - 1;
+  // 15 bytes lower: an access that starts below a range and straddles into it. In collect mode 7
+  // bytes higher: a read crossing a page whose aligned lower half (read again by Unicorn, see
+  // splitHalf) reaches a range is seen itself first.
+  uint64_t lo = watchLo < 15 ? 0 : watchLo - 15, hi = watchHi - 1 + (watchCollect ? 7 : 0);
+  collectLo = lo;
+  collectHi = hi;
   // Replace the memory hooks (their bounds are fixed when added). The new one is added before the
   // old one goes, so a kind of hook never disappears in between.
   auto replace = [&](uc_hook &h, bool need, int type) {
     uc_hook old = h;
     h = 0;
     if (need) {
-      uc_err e = uc_hook_add(uc, &h, type, (void *)onWatchMem, this, lo, hi);
+      uc_err e = uc_hook_add(uc, &h, type, watchCollect ? (void *)onCollectMem : (void *)onWatchMem, this, lo, hi);
       if (e != UC_ERR_OK) throw Error(std::string("watch hook: ") + uc_strerror(e));
     }
     if (old) uc_hook_del(uc, old);
   };
   replace(watchWriteHook, needWrite, UC_HOOK_MEM_WRITE);
   replace(watchReadHook, needRead, UC_HOOK_MEM_READ);
-  bool any = !watches.empty();
+  // The code hook (precise mode only) stops the run after a hit; collect mode never stops.
+  bool any = !watches.empty() && !watchCollect;
   if (any && !watchCodeHook) {
     uc_err e = uc_hook_add(uc, &watchCodeHook, UC_HOOK_CODE, (void *)onWatchCode, this, 1, 0);
     if (e != UC_ERR_OK) throw Error(std::string("watch code hook: ") + uc_strerror(e));
@@ -97,7 +115,7 @@ void Machine::setWatchpoints(const std::vector<Watch> &list) {
   }
   // Whether QEMU sends loads/stores to the helpers that call memory hooks, and emits the code
   // hook's call before each instruction, is decided when a block is translated: retranslate.
-  if (any != hadAny || needRead != hadRead || needWrite != hadWrite) uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0));
+  if (any != hadCode || needRead != hadRead || needWrite != hadWrite) uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0));
 }
 
 }  // namespace ra
