@@ -422,7 +422,9 @@ void Machine::collectAccess(uint64_t addr, uint32_t size, bool write, uint64_t a
   uint64_t rip = at;
   bool ambiguous = false;
   if (emulated) {
-    // POPCNT/MOVBE emulated by run(): RIP is the instruction, counted once it is done.
+    // POPCNT/MOVBE emulated by run() (their accesses are not bounded by the hooks' range): RIP is
+    // the instruction, counted once it is done.
+    if (!hit) return;
     uc_reg_read(uc, UC_X86_REG_RIP, &rip);
     value = instructions + 1;
   } else if (c) {
