@@ -591,6 +591,24 @@ test('an unaligned store across a page boundary into a watched range at the star
   m.close();
 });
 
+test('a read crossing a page stops only for the bytes it reads (Unicorn re-reads the aligned halves: not accesses)', (t) => {
+  const page = DATA + 0x1000;
+  const run = (address: number, length: number) => {
+    const { m } = machine('mov rax, [rdi]\n inc ebx\n syscall');
+    m.map(page, 0x1000, PROT_READ | PROT_WRITE);
+    m.setReg('rdi', BigInt(page - 3));
+    m.setWatchpoints([{ address, length, kind: 'read' }]);
+    const s = m.run();
+    m.close();
+    return s;
+  };
+  const hit = { kind: 'watchpoint', rip: CODE, address: page - 3, size: 8, access: 'read', instructions: 1 };
+  t.deepEqual(run(page - 8, 4), { kind: 'syscall' }); // only in the aligned lower half
+  t.deepEqual(run(page + 5, 3), { kind: 'syscall' }); // only in the aligned upper half
+  t.deepEqual(run(page - 4, 2), hit);
+  t.deepEqual(run(page + 4, 1), hit);
+});
+
 test('instructionTarget for every N with a watchpoint set elsewhere (the target hook is folded into the watch hook)', (t) => {
   for (let n = 0; n <= PROGRAM_INSNS; n++) {
     const a = program();

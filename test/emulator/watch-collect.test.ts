@@ -167,6 +167,9 @@ test('accesses straddling a range edge; a read crossing a page is one access (no
     last: { rip: CODE, address: page - 3, size: 8, access: 'read', instructions: 1 },
   });
   t.deepEqual(collect(cross, [{ address: page - 3, length: 1, kind: 'read' }], {}, setup2).hits.count, 1);
+  for (const [address, length] of [[page - 8, 4], [page + 5, 3], [page + 4, 1], [page - 12, 24]]) {
+    agree(t, 'mov rax, [rdi]\n movdqu xmm0, [rdi - 8]\n syscall', [{ address, length, kind: 'read' }], setup2);
+  }
 });
 
 test('a run stopped by an instruction target before a later hit does not count it', (t) => {

@@ -413,7 +413,6 @@ static int attribute(Machine *m, BlockInfo &b, uint64_t addr, uint32_t size, boo
 
 void Machine::collectAccess(uint64_t addr, uint32_t size, bool write, uint64_t at, bool emulated) {
   if (stopping) return;
-  if (!write && !emulated && at == NONE && splitHalf(addr, size)) return;
   bool hit = false;
   for (const Watch &w : watches)
     if ((write ? w.write : w.read) && addr < w.hi && w.lo < addr + size) hit = true;

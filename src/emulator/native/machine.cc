@@ -349,6 +349,7 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t 
   for (;;) {
     stop = Stop();
     stopping = false;
+    splitSize = 0;  // (a page-crossing read's halves come right after it, in the same hook sequence)
     insnLimit = watchPending ? 0 : budgetLimit < insnTarget ? budgetLimit : insnTarget;
     clearCur();
     pendingHooks.clear();

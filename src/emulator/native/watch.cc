@@ -2,8 +2,9 @@
 //
 // While watchpoints are set, three hooks exist (none otherwise, so they cost nothing then):
 // - UC_HOOK_MEM_WRITE / UC_HOOK_MEM_READ, bounded to the watched ranges' hull (less 15 bytes, so an
-//   access that starts below a range and straddles into it is seen): they record the first access
-//   of an instruction that overlaps a watch of its kind (watchAccess) and do not stop;
+//   access that starts below a range and straddles into it is seen; plus 7, see splitHalf): they
+//   record the first access of an instruction that overlaps a watch of its kind (watchAccess) and
+//   do not stop;
 // - a UC_HOOK_CODE over every address, whose callback does nothing until a hit is pending: its
 //   reason to exist is what Unicorn 2.0.1 emits with it before each instruction (RIP and the lazy
 //   flags state stored, then an exit check). The next instruction's hook then stops the run before
@@ -23,12 +24,16 @@
 namespace ra {
 
 static void onWatchMem(uc_engine *, uc_mem_type type, uint64_t addr, int size, int64_t, void *ud) {
-  static_cast<Machine *>(ud)->watchAccess(addr, uint32_t(size), type == UC_MEM_WRITE, NONE);
+  Machine *m = static_cast<Machine *>(ud);
+  if (type == UC_MEM_READ && m->splitHalf(addr, uint32_t(size))) return;
+  m->watchAccess(addr, uint32_t(size), type == UC_MEM_WRITE, NONE);
 }
 
 // Collect mode: the same bounded hooks, no code hook; the hit is attributed and counted (collect.cc).
 static void onCollectMem(uc_engine *, uc_mem_type type, uint64_t addr, int size, int64_t, void *ud) {
-  static_cast<Machine *>(ud)->collectAccess(addr, uint32_t(size), type == UC_MEM_WRITE, NONE, false);
+  Machine *m = static_cast<Machine *>(ud);
+  if (type == UC_MEM_READ && m->splitHalf(addr, uint32_t(size))) return;
+  m->collectAccess(addr, uint32_t(size), type == UC_MEM_WRITE, NONE, false);
 }
 
 static __attribute__((noinline)) void watchCodeSlow(uc_engine *uc, uint64_t addr, uint32_t size, Machine *m) {
@@ -83,10 +88,10 @@ void Machine::setWatchpoints(const std::vector<Watch> &list, bool collect) {
     if (w.lo < watchLo) watchLo = w.lo;
     if (w.hi > watchHi) watchHi = w.hi;
   }
-  // 15 bytes lower: an access that starts below a range and straddles into it. In collect mode 7
-  // bytes higher: a read crossing a page whose aligned lower half (read again by Unicorn, see
-  // splitHalf) reaches a range is seen itself first.
-  uint64_t lo = watchLo < 15 ? 0 : watchLo - 15, hi = watchHi - 1 + (watchCollect ? 7 : 0);
+  // 15 bytes lower: an access that starts below a range and straddles into it. 7 bytes higher: a
+  // read crossing a page whose aligned lower half (read again by Unicorn, see splitHalf) reaches
+  // a range is seen itself first, and that half is not taken for an access.
+  uint64_t lo = watchLo < 15 ? 0 : watchLo - 15, hi = watchHi - 1 + 7;
   collectLo = lo;
   collectHi = hi;
   // Replace the memory hooks (their bounds are fixed when added). The new one is added before the
