@@ -7,6 +7,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatCorpusTable, runCorpus, setupCorpus } from './corpus.ts';
+import { formatDebuggerTable, runDebuggerBench } from './debugger.ts';
 import { runEmulatorBench } from './emulator.ts';
 import { formatRecordReplayTable, runRecordReplayBench, type WorkloadFigures } from './record-replay.ts';
 import { runTraceBench } from './trace.ts';
@@ -41,11 +42,14 @@ const trace = runTraceBench({ quiet: true });
 say('record and replay (native, strace, record, qemu-x86_64, replay)');
 const recordReplay = await runRecordReplayBench();
 
+say('reverse debugging (replay-anywhere and gdb record full)');
+const debuggerFigures = await runDebuggerBench();
+
 say('real-program corpus');
 setupCorpus(say);
 const corpus = runCorpus();
 
-const results = { machine, emulator, trace, recordReplay, corpus };
+const results = { machine, emulator, trace, recordReplay, debugger: debuggerFigures, corpus };
 writeFileSync(join(here, 'results.json'), JSON.stringify(results, null, 2) + '\n');
 writeFileSync(join(here, 'chart.svg'), renderChart(recordReplay, machine.date.slice(0, 10)));
 
@@ -60,6 +64,10 @@ const report = [
   formatRecordReplayTable(recordReplay),
   '',
   '![record and replay times, trace bytes per event](chart.svg)',
+  '',
+  '## Reverse debugging (bench/debugger.ts)',
+  '',
+  formatDebuggerTable(debuggerFigures),
   '',
   '## Emulator (bench/emulator.ts)',
   '',
