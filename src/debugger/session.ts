@@ -464,6 +464,11 @@ export class DebugSession implements DebugTarget {
   private onStop(th: ReplayThread, stop: StopReason): boolean {
     const m = th.space.machine;
     const goal = this.mode.goal;
+    if (this.mode.collect && this.mode.watchpoints && th.pid === this.pid) {
+      // Collect mode: the engine counted hits without stopping; the run's last one is what counts.
+      const last = m.takeWatchHits().last;
+      if (last) this.hit(th, last.instructions, this.watchCause(last.address, last.size, last.access));
+    }
     const kind: string = stop.kind;
     if (kind === 'breakpoint' && th.pid === this.pid && this.mode.breakpoints) {
       const address = (stop as { rip: number }).rip;
@@ -521,11 +526,14 @@ export class DebugSession implements DebugTarget {
   private syncEngine(th: ReplayThread): void {
     const m = th.space.machine;
     const ours = th.pid === this.pid;
-    const version = ours ? this.debugStateVersion * 4 + (this.mode.breakpoints ? 2 : 0) + (this.mode.watchpoints ? 1 : 0) : -1;
+    const collect = this.mode.collect !== undefined;
+    const version = ours ? this.debugStateVersion * 8 + (collect ? 4 : 0) + (this.mode.breakpoints ? 2 : 0) + (this.mode.watchpoints ? 1 : 0) : -1;
     if (this.engineVersion.get(m) === version) return;
     this.engineVersion.set(m, version);
     m.setBreakpoints(ours && this.mode.breakpoints ? [...this.breakpoints] : []);
-    m.setWatchpoints(ours && this.mode.watchpoints ? [...this.watches.values()] : []);
+    // A backward search only needs each run's last hit: collect mode, at nearly full speed.
+    m.setWatchpoints(ours && this.mode.watchpoints ? [...this.watches.values()] : [], { collect });
+    if (collect) m.takeWatchHits();
   }
 
   // ---- Checkpoints ----
