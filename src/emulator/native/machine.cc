@@ -357,8 +357,9 @@ Stop Machine::run(uint64_t tickTarget, uint64_t insnBudget, bool step, uint64_t 
     // uc_emu_start with a count only limits blocks translated while it is set: blocks cached by
     // an earlier run would execute whole. Drop them before the first step after a run. (The
     // other way round, Unicorn flushes by itself when a run follows steps.)
-    if (step && !lastStep) uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0));
+    if (step && !lastStep) flushTranslations();
     lastStep = step;
+    ranSinceFlush = true;
     uc_err err = uc_emu_start(uc, pc, UNTIL, 0, step ? 1 : 0);
     uint64_t now = rip();
     // A stop the block hook asked for (tick target, budget, restart) exits before the block's first

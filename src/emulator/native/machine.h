@@ -299,6 +299,15 @@ struct Machine {
   uint64_t lastBreakpoint = NONE;
   bool ignoreBreakpoints = false;
   bool lastStep = false;  // the last uc_emu_start had a count (step)
+  // QEMU has run (and so translated) code since the last TB flush. A flush costs ~90 ms in
+  // Unicorn 2.0.1 whatever is cached, so it is skipped when nothing can be cached (a fresh engine,
+  // as every checkpoint restore makes).
+  bool ranSinceFlush = false;
+  void flushTranslations() {
+    if (!ranSinceFlush) return;
+    uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0));
+    ranSinceFlush = false;
+  }
   void addStopHook(uint64_t addr);
 
   void clearCur() {

@@ -120,7 +120,7 @@ void Machine::setWatchpoints(const std::vector<Watch> &list, bool collect) {
   }
   // Whether QEMU sends loads/stores to the helpers that call memory hooks, and emits the code
   // hook's call before each instruction, is decided when a block is translated: retranslate.
-  if (any != hadCode || needRead != hadRead || needWrite != hadWrite) uc_ctl(uc, UC_CTL_WRITE(UC_CTL_TB_FLUSH, 0));
+  if (any != hadCode || needRead != hadRead || needWrite != hadWrite) flushTranslations();
 }
 
 }  // namespace ra
