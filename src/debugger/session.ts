@@ -3,7 +3,7 @@
 // Backward is exact re-execution: restore the latest checkpoint before the goal and replay
 // forward to it, counting instructions (each thread's count says where it is in its own
 // instruction stream; the replay's clock orders all threads and processes).
-import type { StopReason } from '../emulator/machine.ts';
+import type { Machine, StopReason, Watchpoint } from '../emulator/machine.ts';
 import { Paused, type ExecutionControl, type RunLimits } from '../replay/control.ts';
 import { Replayer, type ReplayerSnapshot, type ReplayThread } from '../replay/replayer.ts';
 import { PROGRAM_FILES_EXTRA } from '../recorder/program-files.ts';
@@ -57,8 +57,6 @@ interface Mode {
   collect?: Hit[];
 }
 
-interface Watch { address: number; length: number; kind: WatchKind }
-
 /** What a run of the session ended with. */
 type DriveEnd = { kind: 'paused'; cause?: StopCause } | { kind: 'exited' } | { kind: 'trace-end' };
 
@@ -100,11 +98,13 @@ export class DebugSession implements DebugTarget {
   private startPosition: Position | undefined;
   private mode: Mode = { breakpoints: false, watchpoints: false, signals: false };
   private readonly breakpoints = new Set<number>();
-  private readonly watches = new Map<string, Watch>();
+  private readonly watches = new Map<string, Watchpoint>();
   /** Bumped when breakpoints or watchpoints change: engines are updated before they next run. */
   private debugStateVersion = 0;
-  private readonly engineVersion = new WeakMap<object, number>();
+  private readonly engineVersion = new WeakMap<Machine, number>();
   private interruptRequested = false;
+  /** Set when an interrupt turned the current drive into "stop when the process next runs". */
+  private interruptCause = false;
   private lastYield = 0;
   /** Signal events already reported (by event number), so resuming delivers them. */
   private readonly reportedSignals = new Set<number>();
@@ -367,10 +367,6 @@ export class DebugSession implements DebugTarget {
         this.replayer.apply(ev);
       } catch (err) {
         if (!(err instanceof DrivePause)) throw err;
-        if (err.behind) {
-          await this.goTo(err.behind, err.behind.clock);
-          return { kind: 'paused', cause: err.stopCause };
-        }
         if (err.why !== 'yield') return { kind: 'paused', cause: err.stopCause };
         this.maybeCheckpoint();
         await new Promise((resolve) => setImmediate(resolve));
@@ -393,8 +389,6 @@ export class DebugSession implements DebugTarget {
       this.maybeCheckpoint();
     }
   }
-
-  private interruptCause = false;
 
   private noteEvent(ev: TraceEvent): void {
     if (ev.kind === 'exec') {
@@ -496,12 +490,13 @@ export class DebugSession implements DebugTarget {
   /** A breakpoint or watchpoint hit at `count` instructions of `th` (the engine may be past it). */
   private hit(th: ReplayThread, count: number, cause: StopCause): boolean {
     const m = th.space.machine;
-    const clock = this.replayer.clock - (m.instructions - count);
     if (this.mode.collect) {
-      this.mode.collect.push({ tid: th.tid, count, clock, cause });
+      // The engine may be past a collected watch hit (the run went on to its end).
+      this.mode.collect.push({ tid: th.tid, count, clock: this.replayer.clock - (m.instructions - count), cause });
       return true;
     }
-    if (count !== m.instructions) throw new DrivePause('hit', cause, { tid: th.tid, count, clock });
+    // Breakpoints and precise watchpoints stop the engine exactly there.
+    if (count !== m.instructions) throw new Error(`a hit at instruction ${count} stopped the engine at ${m.instructions}`);
     this.pause(th, 'hit', cause);
   }
 
@@ -593,8 +588,6 @@ class DrivePause extends Paused {
   constructor(
     why: string,
     readonly stopCause?: StopCause,
-    /** A hit the engine ran past (an imprecise watchpoint stop): go there by re-execution. */
-    readonly behind?: Position,
   ) {
     super(why);
   }
