@@ -123,6 +123,8 @@ export interface WatchHits {
      */
     ambiguous?: true;
   };
+  /** How many of the hits (counted or merged as the same instruction) were such guesses; absent when none. */
+  ambiguous?: number;
 }
 
 export interface Region { start: number; end: number; prot: number }

@@ -375,6 +375,26 @@ test('random blocks of integer, SSE, x87, LOCK and string instructions agree wit
   }
 });
 
+test('an access two instructions of a block could have made, with nothing to tell which, is marked ambiguous', (t) => {
+  // Unicorn does not store RIP for SSE loads. The first movq read far away (not in the hooks'
+  // range); by the time the second reads the watched bytes, rdi holds their address, so both
+  // compute to it.
+  const code = asm('movq xmm0, [rdi]\n mov rdi, rsi\n movq xmm1, [rdi]\n syscall');
+  const setup: Setup = (m) => {
+    m.setReg('rdi', BigInt(DATA + 0x800));
+    m.setReg('rsi', BigInt(DATA + 0x100));
+  };
+  const w: Watchpoint[] = [{ address: DATA + 0x100, length: 8, kind: 'read' }];
+  const r = collect(code, w, {}, setup);
+  t.is(r.hits.count, 1);
+  t.is(r.hits.ambiguous, 1);
+  t.is(r.hits.last?.ambiguous, true);
+  t.like(precise(code, w, setup).stops, [{ rip: CODE + 4 + 3, instructions: 3 }]); // (the real one)
+  // an access inside the hooks' range in between tells
+  const code2 = asm('movq xmm0, [rdi]\n mov rdi, rsi\n mov eax, [rsi + 8]\n movq xmm1, [rdi]\n syscall');
+  t.deepEqual(collect(code2, w, {}, setup).hits, { count: 1, last: { rip: CODE + 4 + 3 + 3, address: DATA + 0x100, size: 8, access: 'read', instructions: 4 } });
+});
+
 test('takeWatchHits and setWatchpoints check their input; the collect option is off by default', (t) => {
   const m = new Machine();
   t.deepEqual(m.takeWatchHits(), { count: 0 });

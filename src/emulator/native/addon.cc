@@ -304,7 +304,7 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
     guard(env, [&] { mm.setWatchpoints(v, collect); return 0; });
     return env.Undefined();
   }
-  // takeWatchHits() -> { count, last?: { rip, address, size, access, instructions, ambiguous? } }, and clears them
+  // takeWatchHits() -> { count, last?: { rip, address, size, access, instructions, ambiguous? }, ambiguous? }, and clears them
   Napi::Value TakeWatchHits(const Napi::CallbackInfo &info) {
     auto env = info.Env();
     Machine &mm = M(env);
@@ -321,7 +321,8 @@ class NativeMachine : public Napi::ObjectWrap<NativeMachine> {
       if (h.ambiguous) l.Set("ambiguous", true);
       o.Set("last", l);
     }
-    mm.hitCount = 0;
+    if (mm.hitAmbiguous) o.Set("ambiguous", double(mm.hitAmbiguous));
+    mm.hitCount = mm.hitAmbiguous = 0;
     mm.haveLast = mm.havePrev = false;
     return o;
   }

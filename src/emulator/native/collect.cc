@@ -329,6 +329,7 @@ static int attribute(Machine *m, BlockInfo &b, uint64_t addr, uint32_t size, boo
     m->execPos = 0;
     m->execReads = m->execWrites = 0;
     m->execSeenN = 0;
+    m->execGuessed = false;
   }
   Regs regs{m->uc, {}, 0};
   auto nextOf = [&](int j) { return b.addr + (size_t(j) + 1 < b.offsets.size() ? b.offsets[j + 1] : b.size); };
@@ -351,7 +352,7 @@ static int attribute(Machine *m, BlockInfo &b, uint64_t addr, uint32_t size, boo
     if (makes) found[nfound++] = j;
   }
   if (nfound == 0) {
-    *ambiguous = true;
+    *ambiguous = m->execGuessed = true;
     return -1;
   }
   // The earliest that fits, t, made it unless a later candidate c did. c did not if something
@@ -401,6 +402,9 @@ static int attribute(Machine *m, BlockInfo &b, uint64_t addr, uint32_t size, boo
       break;
     }
   if (nfound == 8) *ambiguous = true;  // (more candidates not looked at)
+  // The proofs above assume the earlier accesses of this execution were attributed right.
+  if (*ambiguous) m->execGuessed = true;
+  *ambiguous |= m->execGuessed;
   if (t != m->execPos) {
     m->execPos = t;
     m->execReads = m->execWrites = 0;
@@ -459,6 +463,7 @@ void Machine::collectAccess(uint64_t addr, uint32_t size, bool write, uint64_t a
     if (!hit) return;
     if (rip == NONE) uc_reg_read(uc, UC_X86_REG_RIP, &rip);  // (counting off: no block)
   }
+  if (ambiguous) hitAmbiguous++;
   // One hit per instruction execution: its first access that overlaps a watch.
   if (haveLast && lastHit.rip == rip && lastHit.instructions == value && (lastHit.ring == ringPos || lastHit.smc))
     return;  // (smc: QEMU abandoned it before its store into its own block and runs it again)

@@ -184,6 +184,7 @@ struct Machine {
   // never stops for a hit. Each hit is attributed to its instruction and counted.
   bool watchCollect = false;
   uint64_t hitCount = 0;
+  uint64_t hitAmbiguous = 0;  // hits whose instruction was a guess (counted or merged with the last)
   WatchHit lastHit, prevHit;  // prevHit: the one before lastHit (lastHit may be undone: a fault)
   bool haveLast = false, havePrev = false;
   // A guest access the memory hook saw in collect mode (rip NONE: attribute it to an
@@ -200,6 +201,7 @@ struct Machine {
   struct Seen { uint64_t addr; uint32_t size; bool write; };
   Seen execSeen[8];
   uint8_t execSeenN = 0;
+  bool execGuessed = false;  // an access of this block execution was attributed by a guess
   // Unicorn 2.0.1 calls a read hook again for the two aligned halves of a read that crosses a
   // page (load_helper splits it), right after the read itself: those calls are not guest
   // accesses. splitHalf(addr, size) for each read the hook sees: true for such a half. (The hooks
