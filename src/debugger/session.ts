@@ -33,7 +33,12 @@ interface Position {
 
 interface Hit extends Position {
   cause: StopCause;
+  /** A collected watch hit whose instruction within its block the engine could only guess. */
+  ambiguous?: boolean;
 }
+
+/** Most instructions QEMU puts in one translated block: a guessed hit lies within this distance. */
+const MAX_BLOCK_INSTRUCTIONS = 512;
 
 interface Checkpoint {
   snap: ReplayerSnapshot;
@@ -293,7 +298,8 @@ export class DebugSession implements DebugTarget {
       // A breakpoint at the end has not been executed yet; an access that ended there has, and
       // going backward undoes it first.
       const before = hits.filter((h) => (h.clock < endClock || (h.clock === endClock && h.cause.kind === 'watchpoint')) && h.clock >= startClock);
-      const last = before.at(-1);
+      let last = before.at(-1);
+      if (last?.ambiguous) last = await this.refineWatchHit(last, endClock);
       if (last) {
         // Backward, a watchpoint stops before the accessing instruction (as gdb's record-full and
         // rr do): gdb then reads the value from before the write and shows the line that made it.
@@ -304,6 +310,19 @@ export class DebugSession implements DebugTarget {
       endClock = cp.snap.clock;
     }
     return this.backToStart();
+  }
+
+  /** A collected watch hit the engine placed by a guess: replay its neighbourhood with precise
+   * watchpoints and take the last hit there, at or before `endClock`. */
+  private async refineWatchHit(guess: Hit, endClock: number): Promise<Hit> {
+    await this.goTo({ tid: guess.tid, count: Math.max(0, guess.count - MAX_BLOCK_INSTRUCTIONS) }, guess.clock);
+    const limit = Math.min(endClock, guess.clock + MAX_BLOCK_INSTRUCTIONS);
+    let last = guess;
+    for (;;) {
+      const end = await this.drive({ goal: { kind: 'clock', clock: limit }, breakpoints: false, watchpoints: true, signals: false });
+      if (end.kind !== 'paused' || end.cause?.kind !== 'watchpoint') return last;
+      last = { ...this.here!, cause: end.cause };
+    }
   }
 
   private async backToStart(): Promise<Stop> {
@@ -461,7 +480,7 @@ export class DebugSession implements DebugTarget {
     if (this.mode.collect && this.mode.watchpoints && th.pid === this.pid) {
       // Collect mode: the engine counted hits without stopping; the run's last one is what counts.
       const last = m.takeWatchHits().last;
-      if (last) this.hit(th, last.instructions, this.watchCause(last.address, last.size, last.access));
+      if (last) this.hit(th, last.instructions, this.watchCause(last.address, last.size, last.access), last.ambiguous === true);
     }
     const kind: string = stop.kind;
     if (kind === 'breakpoint' && th.pid === this.pid && this.mode.breakpoints) {
@@ -488,11 +507,11 @@ export class DebugSession implements DebugTarget {
   }
 
   /** A breakpoint or watchpoint hit at `count` instructions of `th` (the engine may be past it). */
-  private hit(th: ReplayThread, count: number, cause: StopCause): boolean {
+  private hit(th: ReplayThread, count: number, cause: StopCause, ambiguous = false): boolean {
     const m = th.space.machine;
     if (this.mode.collect) {
       // The engine may be past a collected watch hit (the run went on to its end).
-      this.mode.collect.push({ tid: th.tid, count, clock: this.replayer.clock - (m.instructions - count), cause });
+      this.mode.collect.push({ tid: th.tid, count, clock: this.replayer.clock - (m.instructions - count), cause, ambiguous });
       return true;
     }
     // Breakpoints and precise watchpoints stop the engine exactly there.

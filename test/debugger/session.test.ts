@@ -134,3 +134,22 @@ test('checkpoints are taken while replaying forward and hold little memory', asy
   t.true(stats.count >= 3, `${stats.count} checkpoints`);
   t.true(stats.bytes < 64 * 1024 * 1024, `${stats.bytes} bytes`);
 });
+
+test('backward, an SSE store the engine cannot place by itself is found exactly (the guess is checked)', async (t) => {
+  const sse = fixture('session_sse', ['-O1', '-g', '-no-pie']);
+  const sym = new Map(execFileSync('nm', [sse]).toString().trim().split('\n').map((l) => l.split(' ')).map(([a, , n]) => [n, parseInt(a, 16)] as const));
+  const secondStore = sym.get('second_store')!;
+  const watched = sym.get('area')! + 32;
+  const sseTrace = join(dir, 'sse.rrz');
+  t.is(cli(['record', '-o', sseTrace, '--', sse]).stdout.toString(), '-1 0 -1\n');
+  const s = await openDebugSession(TraceReader.open(sseTrace));
+  t.teardown(() => s.close());
+  const [tid] = s.threads();
+  s.setWatchpoint(watched, 16, 'write');
+  t.deepEqual(await s.resume({ direction: 'forward', step: false, tid }), { tid, cause: { kind: 'watchpoint', watch: 'write', address: watched } });
+  t.is(rip(s, tid), secondStore + 3, 'just after the second movups');
+  t.deepEqual(await s.resume({ direction: 'forward', step: true, tid }), { tid, cause: { kind: 'step' } });
+  t.deepEqual(await s.resume({ direction: 'backward', step: false, tid }), { tid, cause: { kind: 'watchpoint', watch: 'write', address: watched } });
+  t.is(rip(s, tid), secondStore, 'at the second movups, not the first');
+  t.is(Buffer.from(s.readMemory(watched, 16)).toString('hex'), '00'.repeat(16));
+});
