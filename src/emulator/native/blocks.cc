@@ -63,6 +63,7 @@ static bool specialKind(unsigned id, StopKind *k) {
     case X86_INS_RDTSCP: *k = STOP_RDTSCP; return true;
     case X86_INS_CPUID: *k = STOP_CPUID; return true;
     case X86_INS_FXSAVE: case X86_INS_FXSAVE64: *k = STOP_FXSAVE; return true;
+    case X86_INS_CMPXCHG8B: case X86_INS_CMPXCHG16B: *k = STOP_SYNC_FLAGS; return true;
     default: return false;
   }
 }

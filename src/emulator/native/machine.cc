@@ -128,6 +128,7 @@ static void onStopHook(uc_engine *, uint64_t addr, uint32_t, void *ud) {
   }
   StopKind k;
   if (!m->isSpecialAt(addr, &k)) return;
+  if (k == STOP_SYNC_FLAGS) return;  // (its existence is the point: see StopKind)
   if (k == STOP_FXSAVE) {
     m->beforeFxsave(addr);  // no stop: QEMU then executes the FXSAVE itself
     return;

@@ -97,6 +97,11 @@ enum StopKind {
   STOP_NONE, STOP_SYSCALL, STOP_CPUID, STOP_RDTSC, STOP_RDTSCP, STOP_INVALID, STOP_FAULT,
   STOP_INTERRUPT, STOP_TICK_TARGET, STOP_BREAKPOINT, STOP_BUDGET, STOP_RESTART, STOP_HALT,
   STOP_FXSAVE,  // never returned: FXSAVE sites get a hook that fixes what QEMU leaves out (blocks.cc)
+  // never returned: cmpxchg8b/16b sites get a hook that does nothing. QEMU 5's helper computes
+  // the flags from the lazy flags state in the CPU, which the translator has not stored yet when
+  // an earlier instruction of the block left it pending: RFLAGS came out as garbage (TF set: a
+  // #DB on the next run). Unicorn stores that state before calling a code hook.
+  STOP_SYNC_FLAGS,
   STOP_INSN_TARGET,  // instructions == the instruction target (machine.cc)
   STOP_WATCH,        // just after an instruction that accessed a watched range (watch.cc)
 };
