@@ -442,6 +442,11 @@ void Machine::collectAccess(uint64_t addr, uint32_t size, bool write, uint64_t a
       for (size_t i = 0; i < c->offsets.size(); i++)
         if (c->addr + c->offsets[i] == r) idx = int(i);
       if (idx < 0) ambiguous = true;
+      if (at != NONE && c->memUnsynced && idx >= 0) {
+        // the FXSAVE's own accesses follow: the block execution is at it
+        if (execRing != ringPos) execRing = ringPos, execPos = -1, execGuessed = false;
+        if (execPos != idx) execPos = idx, execReads = execWrites = 0, execSeenN = 0;
+      }
     } else {
       idx = attribute(this, *c, addr, size, write, r, &ambiguous);
     }
