@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
 import type { ReplaySummary } from '../../src/cli/commands/run.ts';
 
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'replay-anywhere.js');
@@ -40,4 +41,20 @@ export function recordAndReplay(command: string[], opts: { input?: string | Buff
     throw new Error(`replay wrote no summary (status ${replayed.status}): ${replayed.stderr}\nrecord said: ${recorded.stderr}`);
   }
   return { trace, recorded, replayed, summary, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Records and replays `command`, asserting the replay reproduced the recording exactly: the
+ * expected output on both sides, the exit status, verification, counted work. */
+export function replaysExactly(t: ExecutionContext, command: string[], expected: string, expectStatus = 0): RoundTrip {
+  const rt = recordAndReplay(command);
+  t.teardown(rt.cleanup);
+  t.is(rt.recorded.status, expectStatus, `record: ${rt.recorded.stderr}`);
+  t.is(rt.recorded.stdout.toString(), expected);
+  t.is(rt.summary.divergence, null, rt.replayed.stderr);
+  t.true(rt.summary.verified);
+  t.is(rt.replayed.status, expectStatus, rt.replayed.stderr);
+  t.is(rt.summary.exitStatus, expectStatus);
+  t.is(rt.replayed.stdout.toString(), expected);
+  t.true(rt.summary.instructions > 0 && rt.summary.ticks > 0 && rt.summary.ticks < rt.summary.instructions);
+  return rt;
 }

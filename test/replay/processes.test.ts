@@ -1,23 +1,10 @@
 // Processes: fork, vfork, posix_spawn, exec and wait, recorded for real (ptrace) and replayed in the
 // emulator, one address space per process. Exact outputs, exit statuses and verification.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { fixture } from '../helpers/fixtures.ts';
-import { cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
+import { cli, recordAndReplay, replaysExactly } from '../helpers/round-trip.ts';
 
-/** Asserts the replay reproduced the recording exactly and the expected output; returns the round trip. */
-function same(t: ExecutionContext, command: string[], expected: string, expectStatus = 0): RoundTrip {
-  const rt = recordAndReplay(command);
-  t.teardown(rt.cleanup);
-  t.is(rt.recorded.status, expectStatus, `record: ${rt.recorded.stderr}`);
-  t.is(rt.recorded.stdout.toString(), expected);
-  t.is(rt.summary.divergence, null, rt.replayed.stderr);
-  t.true(rt.summary.verified);
-  t.is(rt.replayed.status, expectStatus, rt.replayed.stderr);
-  t.is(rt.summary.exitStatus, expectStatus);
-  t.is(rt.replayed.stdout.toString(), expected);
-  t.true(rt.summary.instructions > 0 && rt.summary.ticks > 0 && rt.summary.ticks < rt.summary.instructions);
-  return rt;
-}
+const same = replaysExactly;
 
 interface InfoProcess { pid: number; parent?: number; argv: string[]; exitCode?: number | null; exitSignal?: number | null }
 function processes(trace: string): InfoProcess[] {

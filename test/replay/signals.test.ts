@@ -2,7 +2,7 @@
 // rt_sigreturn, synchronous faults recovered with siglongjmp, timers, signals to self, blocked and
 // pending signals, interrupted and restarted syscalls, sigaltstack and stack overflow, signals that
 // kill, SIGPIPE, nested handlers, a signal in a threaded program. Exact outputs, statuses, events.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,26 +12,13 @@ import { TraceReader } from '../../src/trace/reader.ts';
 import type { SignalEvent, TraceEvent } from '../../src/trace/schema.ts';
 import { TraceWriter } from '../../src/trace/writer.ts';
 import { fixture } from '../helpers/fixtures.ts';
-import { CLI, cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
+import { CLI, cli, replaysExactly } from '../helpers/round-trip.ts';
 
 const SIGHUP = 1, SIGABRT = 6, SIGUSR1 = 10, SIGSEGV = 11, SIGUSR2 = 12, SIGPIPE = 13, SIGALRM = 14, SIGTERM = 15;
 const SIGVTALRM = 26, SIGPROF = 27;
 const SI_KERNEL = 0x80, SI_TKILL = -6, SEGV_MAPERR = 1, SEGV_ACCERR = 2;
 
-/** Asserts the replay reproduced the recording exactly and the expected output; returns the round trip. */
-function same(t: ExecutionContext, command: string[], expected: string, expectStatus = 0): RoundTrip {
-  const rt = recordAndReplay(command);
-  t.teardown(rt.cleanup);
-  t.is(rt.recorded.status, expectStatus, `record: ${rt.recorded.stderr}`);
-  t.is(rt.recorded.stdout.toString(), expected);
-  t.is(rt.summary.divergence, null, rt.replayed.stderr);
-  t.true(rt.summary.verified);
-  t.is(rt.replayed.status, expectStatus, rt.replayed.stderr);
-  t.is(rt.summary.exitStatus, expectStatus);
-  t.is(rt.replayed.stdout.toString(), expected);
-  t.true(rt.summary.instructions > 0 && rt.summary.ticks > 0 && rt.summary.ticks < rt.summary.instructions);
-  return rt;
-}
+const same = replaysExactly;
 
 interface DumpEvent {
   event: number; kind: string; pid: number; tid: number; syscall?: string; result?: number;

@@ -3,24 +3,13 @@
 // process's address space at those events. Real programs, recorded for real and replayed.
 import test, { type ExecutionContext } from 'ava';
 import { fixture } from '../helpers/fixtures.ts';
-import { cli, recordAndReplay, type RoundTrip } from '../helpers/round-trip.ts';
+import { cli, recordAndReplay, type RoundTrip, replaysExactly } from '../helpers/round-trip.ts';
 import { Replayer } from '../../src/replay/replayer.ts';
 import { TraceReader } from '../../src/trace/reader.ts';
 
 const pthread = (name: string) => fixture(name, ['-O1', '-pthread']);
 
-function same(t: ExecutionContext, command: string[], expected: string): RoundTrip {
-  const rt = recordAndReplay(command);
-  t.teardown(rt.cleanup);
-  t.is(rt.recorded.status, 0, `record: ${rt.recorded.stderr}`);
-  t.is(rt.recorded.stdout.toString(), expected);
-  t.is(rt.summary.divergence, null, rt.replayed.stderr);
-  t.true(rt.summary.verified);
-  t.is(rt.replayed.status, 0, rt.replayed.stderr);
-  t.is(rt.summary.exitStatus, 0);
-  t.is(rt.replayed.stdout.toString(), expected);
-  return rt;
-}
+const same = replaysExactly;
 
 interface DumpEvent { kind: string; pid: number; tid: number; syscall?: string; noReturn?: boolean; processExit?: boolean; argv?: string[] }
 function events(trace: string): DumpEvent[] {
