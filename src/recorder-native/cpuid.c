@@ -140,6 +140,10 @@ static void answer(uint32_t leaf, uint32_t sub, uint32_t r[4]) {
 int cpuid_try_emulate(pid_t pid, int memfd, struct user_regs_struct *regs) {
   uint8_t insn[2];
   if (mem_read(memfd, regs->rip, insn, 2) != 2 || insn[0] != 0x0f || insn[1] != 0xa2) return 0;
+  return cpuid_emulate(pid, regs);
+}
+
+int cpuid_emulate(pid_t pid, struct user_regs_struct *regs) {
   uint32_t r[4];
   answer((uint32_t)regs->rax, (uint32_t)regs->rcx, r);
   regs->rax = r[0]; regs->rbx = r[1]; regs->rcx = r[2]; regs->rdx = r[3];

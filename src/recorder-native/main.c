@@ -1,10 +1,14 @@
 // ra-recorder: the ptrace helper of `replay-anywhere record`.
-//   ra-recorder [--stream-fd N] [--no-pin] [--cpuid-mask L:S:REG:HEX,...] [--no-cpuid-faulting] -- PROGRAM [ARGS...]
+//   ra-recorder [--stream-fd N] [--no-pin] [--cpuid-mask L:S:REG:HEX,...] [--no-cpuid-faulting] [--patch-sites]
+//               -- PROGRAM [ARGS...]
 // Runs PROGRAM (PATH lookup, the helper's own environment) under ptrace and writes the event
 // stream (format in stream.c) to fd N (default 3). The program inherits stdin/stdout/stderr,
 // never the stream fd. Where the CPU has CPUID faulting (and --no-cpuid-faulting is not given),
 // every tracee runs with it after each exec, and its CPUID is answered from the dump with the
-// --cpuid-mask bits cleared; that masked table is what the CPUID record carries.
+// --cpuid-mask bits cleared; that masked table is what the CPUID record carries. Where the CPU
+// cannot trap rdtsc (PR_SET_TSC without effect) or cpuid (no faulting), those instructions are
+// patched with int3 in the program's code instead (patch_sites.c); --patch-sites does that even
+// where the CPU could trap them (to exercise that path anywhere).
 #include "ra.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -23,18 +27,19 @@ volatile int ra_interrupted;
 static void on_signal(int sig) { ra_interrupted = sig; }
 
 int main(int argc, char **argv) {
-  int stream_fd = 3, pin = 1, faulting = 1, i = 1;
+  int stream_fd = 3, pin = 1, faulting = 1, force_patch = 0, i = 1;
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--stream-fd") == 0 && i + 1 < argc) stream_fd = atoi(argv[++i]);
     else if (strcmp(argv[i], "--no-pin") == 0) pin = 0;
     else if (strcmp(argv[i], "--no-cpuid-faulting") == 0) faulting = 0;
+    else if (strcmp(argv[i], "--patch-sites") == 0) force_patch = 1;
     else if (strcmp(argv[i], "--cpuid-mask") == 0 && i + 1 < argc) {
       if (cpuid_parse_mask(argv[++i]) < 0) { fprintf(stderr, "ra-recorder: bad --cpuid-mask %s\n", argv[i]); return 2; }
     }
     else if (strcmp(argv[i], "--") == 0) { i++; break; }
     else { fprintf(stderr, "ra-recorder: unknown option %s\n", argv[i]); return 2; }
   }
-  if (i >= argc) { fprintf(stderr, "usage: ra-recorder [--stream-fd N] [--no-pin] [--cpuid-mask L:S:REG:HEX,...] [--no-cpuid-faulting] -- PROGRAM [ARGS...]\n"); return 2; }
+  if (i >= argc) { fprintf(stderr, "usage: ra-recorder [--stream-fd N] [--no-pin] [--cpuid-mask L:S:REG:HEX,...] [--no-cpuid-faulting] [--patch-sites] -- PROGRAM [ARGS...]\n"); return 2; }
   if (fcntl(stream_fd, F_SETFD, FD_CLOEXEC) < 0) { fprintf(stderr, "ra-recorder: stream fd %d: %s\n", stream_fd, strerror(errno)); return 2; }
   stream_init(stream_fd);
 
@@ -58,15 +63,19 @@ int main(int argc, char **argv) {
   struct tracer_opts opts = {0};
   char pmu_desc[256];
   opts.pmu = pmu_detect(pmu_desc, sizeof pmu_desc, &opts.pmu_config);
-  opts.cpuid_faulting = faulting && cpuid_faulting_available();
+  opts.cpuid_faulting = faulting && !force_patch && cpuid_faulting_available();
+  opts.patched_sites = (force_patch || !rdtsc_traps() ? SITE_RDTSC | SITE_RDTSCP : 0) | (opts.cpuid_faulting ? 0 : SITE_CPUID);
+  sites_init(opts.patched_sites);
+  opts.patched_sites = sites_kinds();
   struct buf b = {0};
   buf_u32(&b, (uint32_t)opts.cpuid_faulting);
   buf_u32(&b, opts.pmu);
   buf_str(&b, pmu_desc);
   buf_u32(&b, (uint32_t)cpu);
   buf_u64(&b, xcr0_read());
+  buf_u32(&b, (uint32_t)opts.patched_sites);
   stream_record(REC_INFO, &b);
-  cpuid_dump(&b, opts.cpuid_faulting);
+  cpuid_dump(&b, opts.cpuid_faulting || (opts.patched_sites & SITE_CPUID));
   stream_record(REC_CPUID, &b);
   free(b.p);
   stream_flush();

@@ -69,15 +69,38 @@ int kernel_output_exit(struct sc_ctx *c, struct buf *out);  // 1 when bytes were
 int vdso_patch(pid_t pid, int memfd, uint64_t *syscall_at, char *err, size_t errlen);
 
 // ---- rdtsc.c ----
+// A trapped rdtsc(p) at regs->rip (SIGSEGV under PR_SET_TSC): 1 when it was one (regs updated,
+// record payload appended after EV), 0 otherwise.
 int rdtsc_try_emulate(pid_t pid, int memfd, struct user_regs_struct *regs, struct buf *rec);
+// Execute rdtsc (or rdtscp) for the tracee at regs->rip: same effects and payload.
+int rdtsc_emulate(pid_t pid, struct user_regs_struct *regs, bool rdtscp, struct buf *rec);
+bool rdtsc_traps(void);  // whether PR_SET_TSC = PR_TSC_SIGSEGV really makes rdtsc fault here
 
 // ---- cpuid.c ----
 int cpuid_parse_mask(const char *arg);   // --cpuid-mask; 0 or -1
 void cpuid_dump(struct buf *b, bool masked);  // REC_CPUID payload; keeps the table for answers
 int cpuid_try_emulate(pid_t pid, int memfd, struct user_regs_struct *regs);  // 1: a trapped CPUID answered
+int cpuid_emulate(pid_t pid, struct user_regs_struct *regs);  // answer the CPUID at regs->rip from the table
 void cpuid_vendor(char vendor[13], uint32_t *family, uint32_t *model);
 int cpuid_faulting_available(void);
 uint64_t xcr0_read(void);
+
+// ---- elf_functions.c: where functions start and end in an ELF file (link-time addresses) ----
+struct func_range { uint64_t lo, hi; };
+struct func_ranges { struct func_range *r; size_t n, cap; };  // sorted by start; caller frees r
+int elf_function_ranges(const uint8_t *img, size_t size, struct func_ranges *out);  // -1: not ELF64
+
+// ---- patch_sites.c: instructions trapped by an int3 where the CPU cannot trap them ----
+enum { SITE_RDTSC = 1, SITE_RDTSCP = 2, SITE_CPUID = 4 };
+void sites_init(int kinds);            // SITE_* bits to patch (0: none)
+int sites_kinds(void);
+int sites_patch_range(pid_t pid, int memfd, uint64_t start, uint64_t end);  // executable file mappings in range
+void sites_exec(pid_t pid, int memfd);  // a new image: forget the old sites, patch the new mappings
+void sites_fork(pid_t parent, pid_t child);
+void sites_forget(pid_t pid);
+void sites_unmapped(pid_t pid, uint64_t start, uint64_t len);
+void sites_moved(pid_t pid, uint64_t old, uint64_t len, uint64_t to);
+int sites_at(pid_t pid, int memfd, uint64_t addr);  // SITE_* of our int3 at addr, 0 if none
 
 // ---- pmu.c ----
 int pmu_detect(char *desc, size_t desclen, uint64_t *config);  // 1 available, 0 not (desc = reason)
@@ -85,7 +108,7 @@ int pmu_attach(pid_t tid, uint64_t config);                    // fd or -1
 uint64_t pmu_read(int fd);
 
 // ---- tracer.c ----
-struct tracer_opts { bool pmu; uint64_t pmu_config; bool cpuid_faulting; };
+struct tracer_opts { bool pmu; uint64_t pmu_config; bool cpuid_faulting; int patched_sites; };
 int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o);
 extern volatile int ra_interrupted;
 

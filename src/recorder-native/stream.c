@@ -6,7 +6,8 @@
 // EV = u32 pid, u32 tid, u32 hasTicks, u64 ticks (common prefix of events).
 // MAPPING = u64 start, u64 end, u32 prot, u32 flags, u64 offset, STR name, u32 hasData, [BYTES data]
 // WRITE = u64 addr, BYTES data
-//   1 INFO        u32 cpuidFaulting, u32 pmu, STR pmuEventOrReason, u32 cpu (the CPU we pinned to, or -1)
+//   1 INFO        u32 cpuidFaulting, u32 pmu, STR pmuEventOrReason, u32 cpu (the CPU we pinned to, or -1),
+//                 u64 xcr0, u32 patchedSites (SITE_* bits: instructions trapped by int3 patches)
 //   2 CPUID       u32 n, n x (u32 leaf, subleaf, eax, ebx, ecx, edx)
 //   3 EXEC        EV, STR path, u32 argc, argc x STR, BYTES regs(216), BYTES fpregs(512),
 //                 BYTES auxv, u64 brk, u32 nmaps, nmaps x MAPPING

@@ -272,6 +272,8 @@ static int record_exec(struct thread *t, uint64_t *syscall_at) {
   buf_u64(&rec, (uint64_t)rl.rlim_cur);
   emit(REC_EXEC);
   t->execed = true;
+  // After the exec record took the original bytes: replay runs the program's own instructions.
+  if (sites_kinds()) sites_exec(t->pid, t->memfd);
   return 0;
 }
 
@@ -328,6 +330,29 @@ static void emit_syscall(struct thread *t, bool no_return) {
   emit(REC_SYSCALL);
   writes.len = 0;
   c->nwrites = 0;
+}
+
+// After a memory-map syscall succeeded: patch the trap sites of new executable file mappings
+// (their contents are in the event already), forget the sites of what went away.
+static void update_patched_sites(struct thread *t) {
+  const struct user_regs_struct *e = &t->sc.entry;
+  int64_t r = t->sc.result;
+  if (!sites_kinds() || (r < 0 && r > -4096)) return;
+  uint64_t len = (e->rsi + 4095) & ~4095ull;
+  switch ((long)e->orig_rax) {
+  case SYS_mmap:
+    sites_unmapped(t->pid, (uint64_t)r, len);
+    if ((e->rdx & PROT_EXEC) && !(e->r10 & MAP_ANONYMOUS)) sites_patch_range(t->pid, t->memfd, (uint64_t)r, (uint64_t)r + len);
+    break;
+  case SYS_munmap: sites_unmapped(t->pid, e->rdi, len); break;
+  case SYS_mprotect:
+    if (e->rdx & PROT_EXEC) sites_patch_range(t->pid, t->memfd, e->rdi, e->rdi + len);
+    break;
+  case SYS_mremap:
+    if ((uint64_t)r != e->rdi) sites_moved(t->pid, e->rdi, len, (uint64_t)r);
+    break;
+  default: break;
+  }
 }
 
 static bool may_block(long nr) {
@@ -557,6 +582,7 @@ static int on_new_child(struct thread *t, pid_t child) {
     return 0;
   }
   c->state = T_RUNNING;
+  sites_fork(t->pid, child);  // its memory is a copy of the parent's, int3s included
   if (ptrace(PTRACE_SYSCALL, child, 0, 0) < 0 && errno != ESRCH) {  // swallow its initial SIGSTOP
     stream_message(REC_ERROR, "ptrace resume of the new process %d: %s", child, strerror(errno));
     return -1;
@@ -759,6 +785,7 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
     sc_exit(&t->sc);
     if (t->sc.unsupported[0]) { stop_recording(t->tid, "%s", t->sc.unsupported); return STOPPED; }
     emit_syscall(t, false);
+    update_patched_sites(t);
     t->exit_regs = regs;
     t->at_boundary = true;
     return GO_ON;
@@ -770,6 +797,24 @@ static int handle_stop(struct thread *t, int st, int *how, int *sig) {
   restore_siginfo(t, signo, &si);
   struct user_regs_struct regs;
   ptrace(PTRACE_GETREGS, t->tid, 0, &regs);
+  if (signo == SIGTRAP && si.si_code == SI_KERNEL && sites_kinds()) {
+    // An int3 the recorder put on an rdtsc(p) or cpuid (patch_sites.c): answer it, go on after it.
+    int kind = sites_at(t->pid, t->memfd, regs.rip - 1);
+    if (kind == SITE_CPUID) {
+      regs.rip -= 1;
+      if (cpuid_emulate(t->tid, &regs)) return GO_ON;
+      stream_message(REC_ERROR, "cannot answer the cpuid at 0x%llx: %s", (unsigned long long)regs.rip, strerror(errno));
+      return FAILED;
+    }
+    if (kind) {
+      regs.rip -= 1;
+      ev_prefix(t);
+      if (rdtsc_emulate(t->tid, &regs, kind == SITE_RDTSCP, &rec)) { emit(REC_RDTSC); return GO_ON; }
+      rec.len = 0;
+      stream_message(REC_ERROR, "cannot answer the rdtsc at 0x%llx: %s", (unsigned long long)regs.rip, strerror(errno));
+      return FAILED;
+    }
+  }
   if (signo == SIGSEGV && si.si_code == SI_KERNEL) {
     // A trapped CPUID (faulting on): answered from the masked table, no event (replay answers
     // from the same table in the header).
@@ -1065,7 +1110,10 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
         emit(REC_EXIT);
       }
       remove_thread(t);
-      if (process_threads(epid) == 0) last_ran_forget(epid);
+      if (process_threads(epid) == 0) {
+        last_ran_forget(epid);
+        sites_forget(epid);
+      }
       if (nthreads > 0) {
         int r = schedule(epid);
         if (r == STOPPED) return 1;

@@ -30,6 +30,8 @@ export interface RecordOptions {
   onWarning?: (message: string) => void;
   /** Do not use CPUID faulting even where the CPU has it (as on a CPU without it). */
   noCpuidFaulting?: boolean;
+  /** Trap rdtsc, rdtscp and cpuid by int3 patches even where the CPU can trap them itself. */
+  patchSites?: boolean;
 }
 
 export interface RecordResult {
@@ -65,6 +67,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
   const helperArgs = ['--stream-fd', '3'];
   if (maskArg) helperArgs.push('--cpuid-mask', maskArg);
   if (opts.noCpuidFaulting) helperArgs.push('--no-cpuid-faulting');
+  if (opts.patchSites) helperArgs.push('--patch-sites');
   const child = spawn(HELPER_PATH, [...helperArgs, '--', ...opts.command], {
     stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
     env,
@@ -109,6 +112,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
       cpuidFaulting: info?.cpuidFaulting ?? false,
       cpuid,
       xcr0: info?.xcr0 ?? 0,
+      ...(info?.patchedInstructions.length ? { patchedInstructions: info.patchedInstructions } : {}),
     });
     return writer;
   };
@@ -127,7 +131,7 @@ export async function record(opts: RecordOptions): Promise<RecordResult> {
     switch (r.type) {
       case 'info':
         info = r;
-        if (!r.cpuidFaulting) warn('no CPUID faulting on this CPU: programs that probe CPUID themselves may pick instructions the replay CPU lacks');
+        if (!r.cpuidFaulting && !r.patchedInstructions.includes('cpuid')) warn('no CPUID faulting on this CPU: programs that probe CPUID themselves may pick instructions the replay CPU lacks');
         return;
       case 'cpuid': cpuid = r.leaves; return;
       case 'exec-failed':

@@ -4,7 +4,8 @@
 // i64, BYTES = u64 length + raw, STR = BYTES of UTF-8. EV = u32 pid, u32 tid, u32 hasTicks, u64 ticks.
 // MAPPING = u64 start, u64 end, u32 prot, u32 flags, u64 offset, STR name, u32 hasData, [BYTES data].
 // WRITE = u64 addr, BYTES data.
-//   1 INFO        u32 cpuidFaulting, u32 pmu, STR pmuEventOrReason, u32 cpu, u64 xcr0
+//   1 INFO        u32 cpuidFaulting, u32 pmu, STR pmuEventOrReason, u32 cpu, u64 xcr0, u32 patchedSites
+//                 (bits: 1 rdtsc, 2 rdtscp, 4 cpuid, trapped by int3 patches where the CPU cannot trap them)
 //   2 CPUID       u32 n, n x (u32 leaf, subleaf, eax, ebx, ecx, edx)
 //   3 EXEC        EV, STR path, u32 argc, argc x STR, BYTES regs, BYTES fpregs, BYTES auxv, u64 brk,
 //                 u32 nmaps, nmaps x MAPPING, u64 stackLimit (RLIMIT_STACK soft limit; all ones: none)
@@ -35,7 +36,7 @@ export interface RawWrite { addr: number; data: Uint8Array }
 export interface Ev { pid: number; tid: number; ticks?: number }
 
 export type HelperRecord =
-  | { type: 'info'; cpuidFaulting: boolean; pmu: boolean; pmuText: string; cpu: number; xcr0: number }
+  | { type: 'info'; cpuidFaulting: boolean; pmu: boolean; pmuText: string; cpu: number; xcr0: number; patchedInstructions: string[] }
   | { type: 'cpuid'; leaves: CpuidLeaf[] }
   | ({ type: 'exec'; path: string; argv: string[]; regs: Uint8Array; fpregs: Uint8Array; auxv: Uint8Array; brk: number; mappings: RawMapping[]; stackLimit: number } & Ev)
   | ({ type: 'syscall'; number: number; regs: Uint8Array; result: number; noReturn: boolean; writes: RawWrite[]; mappings: RawMapping[]; output?: Uint8Array; outputTarget: number } & Ev)
@@ -93,7 +94,11 @@ class Cursor {
 export function decodeRecord(type: number, payload: Uint8Array): HelperRecord {
   const c = new Cursor(payload);
   switch (type) {
-    case RecType.Info: return { type: 'info', cpuidFaulting: c.u32() !== 0, pmu: c.u32() !== 0, pmuText: c.str(), cpu: c.i32(), xcr0: c.u64() };
+    case RecType.Info: {
+      const cpuidFaulting = c.u32() !== 0, pmu = c.u32() !== 0, pmuText = c.str(), cpu = c.i32(), xcr0 = c.u64(), patched = c.u32();
+      const patchedInstructions = (['rdtsc', 'rdtscp', 'cpuid'] as const).filter((_, bit) => patched & (1 << bit));
+      return { type: 'info', cpuidFaulting, pmu, pmuText, cpu, xcr0, patchedInstructions };
+    }
     case RecType.Cpuid: return { type: 'cpuid', leaves: c.list(() => ({ leaf: c.u32(), subleaf: c.u32(), eax: c.u32(), ebx: c.u32(), ecx: c.u32(), edx: c.u32() })) };
     case RecType.Exec: {
       const ev = c.ev(), path = c.str(), argv = c.list(() => c.str()), regs = c.bytes(), fpregs = c.bytes(), auxv = c.bytes(), brk = c.u64();

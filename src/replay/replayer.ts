@@ -660,6 +660,15 @@ export class Replayer {
         what = `syscall ${syscallName(Number(m.getReg('rax')))} at rip 0x${(Number(m.getReg('rip')) - 2).toString(16)}`;
         break;
       case 'rdtsc':
+        if (this.reader.header.patchedInstructions?.includes(stop.insn)) {
+          return this.diverge(
+            `expected ${expected}, the replay reached ${stop.insn} at 0x${stop.rip.toString(16)}, which the recording did not trap`,
+            `${lastBlocks(m)}\n\nhint: this trace was recorded where the CPU could not trap ${stop.insn} (a hypervisor that ignores PR_SET_TSC), so the recorder ` +
+              'patched the instructions it found in the functions of the program\'s files; this one (JIT code, or assembly without unwind tables) ran untrapped and its value is not in the trace.',
+          );
+        }
+        what = `${stop.insn} at 0x${stop.rip.toString(16)}`;
+        break;
       case 'interrupt':
       case 'breakpoint':
         what = `${stop.kind} at 0x${stop.rip.toString(16)}${stop.kind === 'interrupt' ? ` (vector ${stop.vector})` : ''}`;

@@ -66,6 +66,11 @@ export interface TraceHeader {
   /** XCR0 as XGETBV returned it on the recording machine (0 without OSXSAVE). Replay answers
    * XGETBV from it: the emulator has no XGETBV. Absent in traces of format 1.0. */
   xcr0?: number;
+  /** Instructions the recorder trapped by putting an int3 on each of them in the program's code,
+   * because the CPU could not trap them (rdtsc under a hypervisor that ignores PR_SET_TSC, cpuid
+   * without CPUID faulting): 'rdtsc', 'rdtscp', 'cpuid'. Code it could not find (JIT code,
+   * assembly without unwind tables) ran them untrapped. Absent: none patched (format 1.0). */
+  patchedInstructions?: string[];
 }
 
 export interface CpuidLeaf {

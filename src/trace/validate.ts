@@ -146,6 +146,7 @@ export function checkHeader(h: unknown): string | null {
     if (!isObj(l) || !['leaf', 'subleaf', 'eax', 'ebx', 'ecx', 'edx'].every((k) => isInt(l[k]))) return `header cpuid[${i}] is not a CPUID leaf`;
   }
   if (h.xcr0 !== undefined && !isInt(h.xcr0)) return 'header field "xcr0" is not an integer';
+  if (h.patchedInstructions !== undefined && !isStrArray(h.patchedInstructions)) return 'header field "patchedInstructions" is not a list of strings';
   return null;
 }
 

@@ -27,11 +27,11 @@ export function cli(args: string[], opts: { input?: string | Buffer; cwd?: strin
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
-export function recordAndReplay(command: string[], opts: { input?: string | Buffer; cwd?: string; beforeReplay?: () => void } = {}): RoundTrip {
+export function recordAndReplay(command: string[], opts: { input?: string | Buffer; cwd?: string; beforeReplay?: () => void; recordArgs?: string[] } = {}): RoundTrip {
   const dir = mkdtempSync(join(tmpdir(), 'ra-roundtrip-'));
   const trace = join(dir, 'trace.rrz');
   const summaryPath = join(dir, 'summary.json');
-  const recorded = cli(['record', '-o', trace, '--', ...command], opts);
+  const recorded = cli(['record', ...(opts.recordArgs ?? []), '-o', trace, '--', ...command], opts);
   opts.beforeReplay?.();
   const replayed = cli(['run', '--summary-json', summaryPath, trace], { cwd: opts.cwd });
   let summary: ReplaySummary;

@@ -239,36 +239,43 @@ test('the program runs with the CPU mask in its environment', (t) => {
   t.regex(diag, /xsave_state_size=0x0\n/);
 });
 
-test('CPUID faulting: the header holds the masked table the program saw; without it, the raw one and a warning', async (t) => {
+test('CPUID is masked for the program: by CPUID faulting where the CPU has it, by patched sites where not', async (t) => {
   const leaf = (cpuid: { leaf: number; subleaf: number; ecx: number; ebx: number }[], l: number) => cpuid.find((x) => x.leaf === l && x.subleaf === 0)!;
-  const warnings: string[] = [];
-  const raw = out('cpuid-raw');
-  const r1 = await record({ command: [fixture('cpuid_probe')], output: raw, noCpuidFaulting: true, onWarning: (m) => warnings.push(m) });
-  t.is(r1.exitStatus, 0);
-  const t1 = TraceReader.open(raw), h1 = t1.header;
-  t1.close();
-  t.false(h1.cpuidFaulting);
-  t.is(warnings.length, 1);
-  t.regex(warnings[0], /no CPUID faulting/);
-  const res = cli(['record', '-o', out('cpuid-cli'), '--', fixture('cpuid_probe')]);
-  t.is(res.status, 0, res.stderr);
-  const path = out('cpuid');
-  const warned: string[] = [];
-  const r2 = await record({ command: [fixture('cpuid_probe')], output: path, onWarning: (m) => warned.push(m) });
-  t.is(r2.exitStatus, 0);
-  const t2 = TraceReader.open(path), h2 = t2.header;
-  t2.close();
-  if (!h2.cpuidFaulting) { t.log('no CPUID faulting on this CPU (arch_prctl(ARCH_GET_CPUID) failed): faulting assertions skipped'); return; }
-  t.deepEqual(warned, []);
-  t.notRegex(res.stderr, /CPUID faulting/);
-  t.regex(res.stdout, /^parent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1$/m);
-  // Same leaves, masked bits cleared, nothing else changed.
-  t.is(h2.cpuid.length, h1.cpuid.length);
-  const l1 = leaf(h2.cpuid, 1), l1raw = leaf(h1.cpuid, 1);
   const l1mask = (1 << 1) | (1 << 12) | (1 << 22) | (1 << 23) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 29) | (1 << 30);
-  t.is(l1.ecx >>> 0, (l1raw.ecx & ~l1mask) >>> 0);
-  t.is(leaf(h2.cpuid, 7).ebx & (1 << 5), 0);
-  t.is(leaf(h2.cpuid, 0).ebx, leaf(h1.cpuid, 0).ebx);
+  const masked = 'parent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\nchild: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\n';
+  const plain = cli(['record', '-o', out('cpuid'), '--', fixture('cpuid_probe')]);
+  t.is(plain.status, 0, plain.stderr);
+  t.is(plain.stdout, masked);
+  t.notRegex(plain.stderr, /CPUID/);
+  const warned: string[] = [];
+  const path = out('cpuid-no-faulting');
+  const r = await record({ command: [fixture('cpuid_probe')], output: path, noCpuidFaulting: true, onWarning: (m) => warned.push(m) });
+  t.is(r.exitStatus, 0);
+  t.deepEqual(warned, []);
+  const tr = TraceReader.open(path), h = tr.header;
+  tr.close();
+  t.false(h.cpuidFaulting);
+  t.true(h.patchedInstructions!.includes('cpuid'));
+  // The table replay answers from is the one the program saw: the masked features cleared.
+  t.is(leaf(h.cpuid, 1).ecx & l1mask, 0);
+  t.is(leaf(h.cpuid, 7).ebx & (1 << 5), 0);
+  t.true(leaf(h.cpuid, 0).ebx !== 0);
+});
+
+test('patched sites: real rdtsc, rdtscp and cpuid are trapped, the same bytes as data or inside an immediate are not', (t) => {
+  const path = out('decoys');
+  const res = cli(['record', '--patch-sites', '-o', path, '--', fixture('patch_decoys')]);
+  t.is(res.status, 0, res.stderr);
+  t.is(res.stdout, 'table 0f31 0f01f9 0fa2\nimmediate 310f\navx 0\nadvances 1\n');
+  const { r, events } = load(path);
+  t.deepEqual(r.header.patchedInstructions, ['rdtsc', 'rdtscp', 'cpuid']);
+  const exec = events[0] as ExecEvent;
+  const main = exec.mappings.find((m) => m.name === exec.path && m.prot & 4)!;
+  const mine = events.filter((e): e is RdtscEvent => e.kind === 'rdtsc' && e.rip >= main.start && e.rip < main.end);
+  t.deepEqual(mine.map((e) => e.insn), ['rdtsc', 'rdtscp', 'rdtsc']);
+  t.true(mine[0].value < mine[1].value && mine[1].value < mine[2].value);
+  // ld.so's own rdtsc (start-up timing) is trapped too.
+  t.true(events.some((e) => e.kind === 'rdtsc' && !(e.rip >= main.start && e.rip < main.end)));
 });
 
 test('fork: every process of the tree is recorded, each clone before any event of its child', async (t) => {

@@ -13,8 +13,8 @@ const work = mkdtempSync(join(tmpdir(), 'ra-rt-'));
 test.after.always(() => rmSync(work, { recursive: true, force: true }));
 
 /** Asserts the replay reproduced the recording exactly; returns the round trip for more checks. */
-function same(t: ExecutionContext, command: string[], opts: { input?: string; expectStatus?: number } = {}): RoundTrip {
-  const rt = recordAndReplay(command, { input: opts.input });
+function same(t: ExecutionContext, command: string[], opts: { input?: string; expectStatus?: number; recordArgs?: string[] } = {}): RoundTrip {
+  const rt = recordAndReplay(command, { input: opts.input, recordArgs: opts.recordArgs });
   t.teardown(rt.cleanup);
   const expectStatus = opts.expectStatus ?? 0;
   t.is(rt.recorded.status, expectStatus, `record: ${rt.recorded.stderr}`);
@@ -66,6 +66,11 @@ test.serial('rdtsc values come back from the trace', (t) => {
   same(t, [fixture('rdtsc')]);
 });
 
+test.serial('rdtsc, rdtscp and cpuid trapped by patched sites replay from the trace; decoy bytes stay data', (t) => {
+  const rt = same(t, [fixture('patch_decoys')], { recordArgs: ['--patch-sites'] });
+  t.is(rt.replayed.stdout.toString(), 'table 0f31 0f01f9 0fa2\nimmediate 310f\navx 0\nadvances 1\n');
+});
+
 test.serial('getrandom', (t) => {
   same(t, [fixture('getrandom')]);
 });
@@ -97,30 +102,33 @@ test.serial('killed by SIGSEGV: replay faults at the same instruction and exits 
 });
 
 // Debian's programs.
-/** Whether the trace was recorded under CPUID faulting (false on CPUs without it, e.g. AMD). */
-function faulting(rt: RoundTrip): boolean {
+/** Whether the program's own CPUID was masked: by CPUID faulting (Intel) or patched sites (elsewhere). */
+function cpuidMasked(rt: RoundTrip): boolean {
   const r = TraceReader.open(rt.trace);
-  try { return r.header.cpuidFaulting; } finally { r.close(); }
+  try { return r.header.cpuidFaulting || (r.header.patchedInstructions ?? []).includes('cpuid'); } finally { r.close(); }
 }
 
-test.serial('CPUID run by the program itself: masked under CPUID faulting, replayed identically', (t) => {
+test.serial('CPUID run by the program itself: masked (faulting or patched sites), replayed identically', (t) => {
   const rt = same(t, [fixture('cpuid_probe')]);
   const out = rt.replayed.stdout.toString();
   t.regex(out, /^parent: .*\nchild: .*\n$/);
-  if (!faulting(rt)) { t.log('no CPUID faulting on this CPU: the masked-bits assertions are skipped'); return; }
+  t.true(cpuidMasked(rt));
   // The forked child inherits faulting from its parent.
   t.is(out, 'parent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\nchild: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\n');
 });
 
 test.serial('a program switching CPUID faulting off itself still sees the masked CPUID', (t) => {
   const rt = same(t, [fixture('cpuid_probe'), 'off']);
-  if (!faulting(rt)) { t.log('no CPUID faulting on this CPU: the masked-bits assertions are skipped'); return; }
-  t.is(rt.replayed.stdout.toString(), 'ARCH_SET_CPUID(1) = 0\nparent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\nchild: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\n');
+  t.true(cpuidMasked(rt));
+  // Where the CPU has no CPUID faulting the kernel refuses the call (ENODEV): -1.
+  const r = TraceReader.open(rt.trace), faulting = r.header.cpuidFaulting;
+  r.close();
+  t.is(rt.replayed.stdout.toString(), `ARCH_SET_CPUID(1) = ${faulting ? 0 : -1}\nparent: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\nchild: avx=0 fma=0 osxsave=0 avx2=0 sse2=1\n`);
 });
 
-test.serial('__builtin_cpu_supports sees no AVX2 under CPUID faulting', (t) => {
+test.serial('__builtin_cpu_supports sees no AVX2 (CPUID masked)', (t) => {
   const rt = same(t, [fixture('cpu_supports')]);
-  if (!faulting(rt)) { t.log('no CPUID faulting on this CPU: the masked-bits assertions are skipped'); return; }
+  t.true(cpuidMasked(rt));
   t.is(rt.replayed.stdout.toString(), 'avx2=0 avx=0 fma=0 sse2=1\n');
 });
 

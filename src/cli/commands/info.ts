@@ -21,6 +21,8 @@ export interface TraceInfo {
   tickMode: string;
   maskedFeatures: string[];
   cpuidFaulting: boolean;
+  /** Instructions trapped by int3 patches because the CPU could not trap them. */
+  patchedInstructions: string[];
   processes: { pid: number; parent?: number; argv: string[]; threads: number[]; exitCode?: number | null; exitSignal?: number | null }[];
   threads: number;
   events: number;
@@ -84,6 +86,7 @@ export function traceInfo(file: string): TraceInfo {
       tickMode: h.tickMode.kind === 'pmu' ? `PMU event ${h.tickMode.event}` : `no PMU: ${h.tickMode.reason}`,
       maskedFeatures: h.maskedFeatures,
       cpuidFaulting: h.cpuidFaulting,
+      patchedInstructions: h.patchedInstructions ?? [],
       processes: [...procs.values()],
       threads: tids.size,
       events: r.eventCount,
@@ -118,7 +121,9 @@ function human(i: TraceInfo): string {
     `cwd:         ${i.cwd}`,
     `recorded:    ${i.recordedAt} on ${i.hostname} (Linux ${i.kernel})`,
     `ticks:       ${i.tickMode}`,
-    `masked CPU:  ${i.maskedFeatures.length ? i.maskedFeatures.join(' ') : '(none)'}; CPUID faulting ${i.cpuidFaulting ? 'on' : 'off'}`,
+    `masked CPU:  ${i.maskedFeatures.length ? i.maskedFeatures.join(' ') : '(none)'}`,
+    `traps:       rdtsc ${i.patchedInstructions.includes('rdtsc') ? 'by int3 patches (the CPU ignored PR_SET_TSC)' : 'by PR_SET_TSC'}; ` +
+      `cpuid ${i.cpuidFaulting ? 'by CPUID faulting' : i.patchedInstructions.includes('cpuid') ? 'by int3 patches (no CPUID faulting)' : 'not trapped'}`,
     `processes:   ${i.processes.length}, threads: ${i.threads}`,
   ];
   for (const p of i.processes) {

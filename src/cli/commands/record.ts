@@ -17,17 +17,19 @@ function defaultOutput(program: string): string {
 
 const command: Command = {
   summary: 'run a program and record it into a trace',
-  help: `usage: replay-anywhere record [-o FILE] [--json] -- PROGRAM [ARGS...]
+  help: `usage: replay-anywhere record [-o FILE] [--json] [--patch-sites] -- PROGRAM [ARGS...]
 
 Runs PROGRAM for real (its input and output stay live) and records everything a replay needs into
 a self-contained .rrz trace. Exits with the program's exit status (128+N when signal N ended it).
 
 options:
   -o, --output FILE  where to write the trace (default: PROGRAM-N.rrz in the current folder)
-  --json             after the program ended, print {"trace","events","exitStatus","complete"} on stdout`,
+  --json             after the program ended, print {"trace","events","exitStatus","complete"} on stdout
+  --patch-sites      trap rdtsc, rdtscp and cpuid by int3 patches in the program's code even where
+                     the CPU can trap them itself (done anyway where it cannot; \`info\` says which)`,
 
   async run(argv: string[]): Promise<number> {
-    const args = parseArgs(argv, { values: ['output'], flags: ['json'], aliases: { o: 'output' }, stopAtPositional: true }, 'record');
+    const args = parseArgs(argv, { values: ['output'], flags: ['json', 'patch-sites'], aliases: { o: 'output' }, stopAtPositional: true }, 'record');
     const cmd = args.positional;
     if (cmd.length === 0) throw new UserError('record: no program given (usage: replay-anywhere record [-o FILE] -- PROGRAM [ARGS...])', 2);
     const explicit = args.options.get('output');
@@ -38,6 +40,7 @@ options:
       result = await record({
         command: cmd,
         output,
+        patchSites: args.options.has('patch-sites'),
         onProgress: tty ? (n) => process.stderr.write(`\rreplay-anywhere: recording: ${n} events`) : undefined,
       });
     } catch (err) {
