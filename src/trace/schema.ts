@@ -103,6 +103,27 @@ export interface MemoryWrite {
   data: Bytes;
 }
 
+/**
+ * A moment of one thread's user-mode execution that no syscall marks: where an asynchronous event
+ * (preemption, a signal arriving in user code) interrupted it. Replay runs the thread to the first
+ * moment at which its state equals this one: it arrives at `rip` (from `regs`) with every register
+ * equal, and every page listed here holds the recorded contents. Two moments with equal registers
+ * and equal memory have identical futures, so that first match is exact (docs/execution-points.md).
+ * With a PMU, `ticks` narrows the search to one arrival and the rest is a cross-check.
+ */
+export interface ExecutionPoint {
+  /** Hardware ticks (retired conditional branches) of the thread at the point, with a PMU. */
+  ticks?: number;
+  /** user_regs_struct at the point. */
+  regs: Uint8Array;
+  /** FXSAVE area at the point (x87, MXCSR, XMM0-15). */
+  fpregs: Uint8Array;
+  /** The memory digest: runs of consecutive pages as u64 start address, u64 page count, then one
+   * u64 page_hash (src/trace/page_hash.h) per page; every present page of the process's writable
+   * private memory, in address order. */
+  pages: Bytes;
+}
+
 interface EventBase {
   /** Thread (Linux TID) the event belongs to. */
   tid: number;
@@ -193,6 +214,9 @@ export interface SignalEvent extends EventBase {
   /** Asynchronous, without a handler (so `fatal`), delivered where it arrived in user code: without
    * hardware ticks replay cannot find that point, but nothing of the process runs after it. */
   inUserCode?: boolean;
+  /** Asynchronous, delivered where it arrived in user code: replay runs the thread to this point
+   * (where `regs` were recorded) and delivers it there. */
+  point?: ExecutionPoint;
 }
 
 /** A new process or thread created by fork/vfork/clone. */
@@ -214,6 +238,9 @@ export interface SwitchEvent extends EventBase {
   kind: 'switch';
   /** Registers of the thread switched to, at the point it resumes. */
   regs?: Uint8Array;
+  /** Where the thread of this process that ran before was preempted in user code; absent when it
+   * stopped at a syscall (it runs to that syscall's instruction). */
+  preempted?: ExecutionPoint;
 }
 
 /** A thread or process ended. */

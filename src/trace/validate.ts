@@ -51,6 +51,14 @@ function checkMappings(v: unknown, where: string): string | null {
 
 const isStrArray = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
 
+function checkPoint(v: unknown, where: string): string | null {
+  if (!isObj(v)) return `${where} is not an execution point`;
+  if (v.ticks !== undefined && !isNum(v.ticks)) return `${where}.ticks is not a number`;
+  if (!asBytes(v, 'regs') || !asBytes(v, 'fpregs')) return `${where} has no regs/fpregs bytes`;
+  if (!asBytesOrRef(v, 'pages')) return `${where}.pages is not bytes`;
+  return null;
+}
+
 /** Check an event without changing it (writer side). */
 export function checkEventShape(e: unknown): string | null {
   normalise = false;
@@ -108,6 +116,10 @@ export function checkEvent(e: unknown): string | null {
       if (e.handlerRegs !== undefined && !asBytes(e, 'handlerRegs')) return bad('handlerRegs');
       if (e.beforeSyscall !== undefined && typeof e.beforeSyscall !== 'boolean') return bad('beforeSyscall');
       if (e.inUserCode !== undefined && typeof e.inUserCode !== 'boolean') return bad('inUserCode');
+      if (e.point !== undefined) {
+        const why = checkPoint(e.point, 'signal event: point');
+        if (why) return why;
+      }
       return checkWrites(e.writes, 'signal event: writes');
     case 'clone':
       if (!isInt(e.childPid)) return bad('childPid');
@@ -118,7 +130,7 @@ export function checkEvent(e: unknown): string | null {
       return e.writes === undefined ? null : checkWrites(e.writes, 'clone event: writes');
     case 'switch':
       if (e.regs !== undefined && !asBytes(e, 'regs')) return bad('regs');
-      return null;
+      return e.preempted === undefined ? null : checkPoint(e.preempted, 'switch event: preempted');
     case 'exit':
       if (e.code !== null && !isInt(e.code)) return bad('code');
       if (e.signal !== null && !isInt(e.signal)) return bad('signal');
