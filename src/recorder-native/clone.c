@@ -82,7 +82,7 @@ int on_new_child(struct thread *t, pid_t child) {
   emit(REC_CLONE);
   if (thread) {
     start_spin_timer();
-    // A thread waits for its turn (its parent keeps running); its initial SIGSTOP is swallowed
+    // A thread waits for its turn (its parent keeps running); its initial stop is left behind
     // when it is first resumed.
     c->state = T_HELD;
     c->has_pending = false;
@@ -91,7 +91,7 @@ int on_new_child(struct thread *t, pid_t child) {
   }
   c->state = T_RUNNING;
   sites_fork(t->pid, child);  // its memory is a copy of the parent's, int3s included
-  if (ptrace(PTRACE_SYSCALL, child, 0, 0) < 0 && errno != ESRCH) {  // swallow its initial SIGSTOP
+  if (ptrace(PTRACE_SYSCALL, child, 0, 0) < 0 && errno != ESRCH) {  // leave its initial stop
     stream_message(REC_ERROR, "ptrace resume of the new process %d: %s", child, strerror(errno));
     return -1;
   }

@@ -88,22 +88,25 @@ int main(int argc, char **argv) {
   sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  int errpipe[2];
-  if (pipe2(errpipe, O_CLOEXEC) < 0) { stream_message(REC_ERROR, "pipe: %s", strerror(errno)); return 1; }
+  // errpipe: the child's exec errno if exec fails. gopipe: the child waits on it until the helper
+  // has attached (PTRACE_SEIZE cannot be asked for by the child itself, as PTRACE_TRACEME can).
+  int errpipe[2], gopipe[2];
+  if (pipe2(errpipe, O_CLOEXEC) < 0 || pipe2(gopipe, O_CLOEXEC) < 0) { stream_message(REC_ERROR, "pipe: %s", strerror(errno)); return 1; }
   pid_t child = fork();
   if (child < 0) { stream_message(REC_ERROR, "fork: %s", strerror(errno)); return 1; }
   if (child == 0) {
     close(errpipe[0]);
+    close(gopipe[1]);
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     int e = 0;
-    if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0) e = errno;
+    char go;
     // rdtsc/rdtscp raise SIGSEGV from now on (the setting survives execve).
-    else if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) < 0) e = errno;
+    if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) < 0) e = errno;
+    else if (read(gopipe[0], &go, 1) != 1) e = ECHILD;  // the helper attached (or is gone)
     if (e == 0) {
-      raise(SIGSTOP);  // the helper sets its ptrace options here
       execvp(argv[i], argv + i);
       e = errno;
     }
@@ -111,13 +114,14 @@ int main(int argc, char **argv) {
     _exit(127);
   }
   close(errpipe[1]);
+  close(gopipe[0]);
   // The same TSC and CPUID trapping for the helper as for its tracees: the kernel switches both
   // on every context switch between tasks that differ (a CR4 write and an MSR write, each a VM
   // exit under a hypervisor), and tracer and tracee switch twice per syscall. The helper runs no
   // CPUID from here on and reads the TSC only through rdtsc.c, which lifts the trap around it.
   prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
   if (opts.cpuid_faulting) syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0);
-  int rc = tracer_run(child, errpipe[0], &opts);
+  int rc = tracer_run(child, errpipe[0], gopipe[1], &opts);
   stream_flush();
   return rc;
 }

@@ -109,7 +109,8 @@ uint64_t pmu_read(int fd);
 
 // ---- tracer.c ----
 struct tracer_opts { bool pmu; uint64_t pmu_config; bool cpuid_faulting; int patched_sites; };
-int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o);
+// Attaches to `child` (waiting on `go` until written), then records until the tree is gone.
+int tracer_run(pid_t child, int errpipe, int go, const struct tracer_opts *o);
 extern volatile int ra_interrupted;
 
 #endif

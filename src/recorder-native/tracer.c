@@ -272,19 +272,17 @@ int handle_stop(struct thread *t, int st, int *how, int *sig) {
 
 // ---- Threads: one thread of a process runs user code at a time (see the top of this file) ----
 
-int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
+int tracer_run(pid_t child, int errpipe, int go, const struct tracer_opts *o) {
   opts = o;
   struct thread *first = add_thread(child, child);
   int st;
-  while (waitpid(child, &st, __WALL) < 0) if (errno != EINTR) { stream_message(REC_ERROR, "waitpid: %s", strerror(errno)); return 1; }
-  if (!WIFSTOPPED(st)) {
-    stream_message(REC_ERROR, "the program did not start (ptrace set-up failed)");
-    return 1;
-  }
+  // PTRACE_SEIZE (not TRACEME): PTRACE_INTERRUPT works, and group-stops are reported as such. The
+  // child runs until its exec, the first stop (PTRACE_EVENT_EXEC); its children are seized too and
+  // start with a PTRACE_EVENT_STOP.
   long options = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
                  PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE;
-  if (ptrace(PTRACE_SETOPTIONS, child, 0, options) < 0) {
-    stream_message(REC_ERROR, "PTRACE_SETOPTIONS: %s", strerror(errno));
+  if (ptrace(PTRACE_SEIZE, child, 0, options) < 0) {
+    stream_message(REC_ERROR, "PTRACE_SEIZE of the program: %s", strerror(errno));
     kill(child, SIGKILL);
     return 1;
   }
@@ -292,7 +290,8 @@ int tracer_run(pid_t child, int errpipe, const struct tracer_opts *o) {
     first->pmu_fd = pmu_attach(child, o->pmu_config);
     if (first->pmu_fd < 0) { stream_message(REC_ERROR, "perf_event_open for the tracee: %s", strerror(errno)); kill(child, SIGKILL); return 1; }
   }
-  if (resume_thread(first, PTRACE_CONT, 0) < 0) { kill_all(); return 1; }
+  if (write(go, "g", 1) != 1) { stream_message(REC_ERROR, "cannot start the program: %s", strerror(errno)); kill(child, SIGKILL); return 1; }
+  close(go);
   for (;;) {
     if (stream_should_flush()) stream_flush();
     pid_t w;
